@@ -1,0 +1,2 @@
+// common: small pieces every TS room uses and that are not a wire format (those live in proto/).
+export { createLogger, type Logger, type LoggerOptions } from './logger.ts';

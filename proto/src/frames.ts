@@ -1,0 +1,59 @@
+// Frames between libphos (inside the app) and the node agent, over a unix SOCK_SEQPACKET socket: one
+// msgpack map per packet with `v` (PROTO_VERSION) and `t` (frame type); file descriptors ride along as
+// SCM_RIGHTS where a frame says so. The C++ side gets its constants from the header generated out of
+// this file (scripts/gen-cpp.ts -> native/include/phos/proto.h).
+import { s, type Infer, type Schema } from './schema.ts';
+
+/** Operations the agent asks libphos to perform (frame `req`, field `op`). Wire strings never change. */
+export const OPS = Object.freeze([
+  'status', // report allocations, bytes and a dirty estimate
+  'hash-round', // hash every chunk on the GPU; reply with the chunks changed since the last round
+  'stream-out', // copy the listed chunks into the staging ring for the agent
+  'snapshot', // brief freeze: take a consistent point (device copy or copy-on-write), then resume
+  'freeze', // block new calls, sync, drop device mappings, close the socket, wait
+  'thaw', // reconnect, re-import memory, re-map at the same addresses, arm the on-demand gate
+  'gate', // on-demand fill: which chunks are present, the order for background fill
+  'rollback', // undo a snapshot or freeze that did not complete
+] as const);
+export type Op = (typeof OPS)[number];
+
+const header = { v: s.uint(), id: s.uint() };
+
+export const FRAME_SCHEMAS = {
+  /** libphos -> agent, first frame; fd: the staging ring memfd (when stagingBytes > 0). */
+  hello: s.object({
+    v: s.uint(), t: s.literal('hello'), pid: s.uint(), job: s.string(), vaBase: s.uint(), vaSize: s.uint(),
+    device: s.uint(), stagingBytes: s.uint(),
+  }),
+  /** agent -> libphos, answer to hello. */
+  welcome: s.object({ v: s.uint(), t: s.literal('welcome'), node: s.string() }),
+  /** libphos -> agent: a physical slab was created and mapped at va; fd: its shareable handle (keeper import). */
+  alloc: s.object({ v: s.uint(), t: s.literal('alloc'), id: s.uint(), va: s.uint(), size: s.uint() }),
+  /** libphos -> agent: a slab was released; the keeper drops its reference. */
+  free: s.object({ v: s.uint(), t: s.literal('free'), id: s.uint() }),
+  /** agent -> libphos: perform `op`. Arguments by op: stream-out/gate carry `chunks` (global chunk indices in order). */
+  req: s.object({ ...header, t: s.literal('req'), op: s.oneOf(OPS), chunks: s.optional(s.array(s.uint())) }),
+  /** libphos -> agent: the answer to req `id`. Result fields by op are in OP_RESULTS. */
+  rep: s.object({
+    ...header, t: s.literal('rep'), ok: s.bool(),
+    err: s.optional(s.object({ code: s.string(), message: s.string() })),
+  }),
+  /** libphos -> agent, unsolicited: something the agent should know (gate miss, degraded to pass-through). */
+  event: s.object({ v: s.uint(), t: s.literal('event'), kind: s.oneOf(['gate-wait', 'degraded', 'misspeculation'] as const), chunks: s.optional(s.array(s.uint())), message: s.optional(s.string()) }),
+} as const satisfies Record<string, Schema>;
+
+export type FrameType = keyof typeof FRAME_SCHEMAS;
+export const FRAME_TYPES = Object.freeze(Object.keys(FRAME_SCHEMAS) as FrameType[]);
+export type Frame<T extends FrameType = FrameType> = T extends FrameType ? Infer<(typeof FRAME_SCHEMAS)[T]> : never;
+
+/** Result fields of a successful `rep`, per op (checked by the agent once it knows which op it asked). */
+export const OP_RESULTS = {
+  status: s.object({ allocations: s.uint(), bytes: s.uint(), chunks: s.uint(), untrackedBytes: s.uint(), armed: s.bool() }),
+  'hash-round': s.object({ changed: s.array(s.uint()), chunks: s.uint(), ms: s.number() }),
+  'stream-out': s.object({ bytes: s.uint() }),
+  snapshot: s.object({ ms: s.number() }),
+  freeze: s.object({ ms: s.number() }),
+  thaw: s.object({ ms: s.number() }),
+  gate: s.object({ pending: s.uint() }),
+  rollback: s.object({}),
+} as const satisfies Record<Op, Schema>;

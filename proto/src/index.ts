@@ -1,0 +1,9 @@
+// proto: the single source of every message phos sends between processes. Other rooms import only this.
+export { PROTO_VERSION, MANIFEST_VERSION } from './version.ts';
+export { s, check, type Schema, type Infer } from './schema.ts';
+export { ERROR_CODES, PhosError, toPhosError, isErrorCode, type ErrorCode, type WireError } from './errors.ts';
+export { OPS, FRAME_SCHEMAS, FRAME_TYPES, OP_RESULTS, type Op, type Frame, type FrameType } from './frames.ts';
+export { MESSAGE_SCHEMAS, MESSAGE_TYPES, MIGRATION_PHASES, MIGRATION_MODES, REPLY_SCHEMA, type Message, type MessageType, type MigrationPhase, type Reply } from './messages.ts';
+export { MANIFEST_SCHEMA, type Manifest } from './manifest.ts';
+export { subjects, buckets, NODE_NAME } from './subjects.ts';
+export { encode, encodeFrame, decodeFrame, encodeMessage, decodeMessage, encodeReply, decodeReply } from './codec.ts';

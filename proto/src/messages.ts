@@ -1,0 +1,56 @@
+// NATS request/reply bodies and KV records exchanged by the CLI, the coordinator and the agents. Each
+// body carries `v`. Replies are wrapped in an envelope: { v, ok: true, body } or { v, ok: false, err }.
+import { s, type Infer, type Schema } from './schema.ts';
+import { NODE_NAME } from './subjects.ts';
+
+const node = s.string(NODE_NAME);
+
+/** Phases of a migration, in order; terminal ones last. Wire strings never change. */
+export const MIGRATION_PHASES = Object.freeze([
+  'pending', 'preparing-target', 'pre-copy', 'cutover', 'restoring', 'post-copy',
+  'succeeded', 'failed', 'cancelled', 'rolled-back',
+] as const);
+export type MigrationPhase = (typeof MIGRATION_PHASES)[number];
+
+export const MIGRATION_MODES = Object.freeze(['auto', 'precopy', 'postcopy'] as const);
+
+const gpu = s.object({ index: s.uint(), uuid: s.string(), model: s.string(), memBytes: s.uint(), freeBytes: s.uint() });
+
+export const MESSAGE_SCHEMAS = {
+  /** agent -> coordinator (`coord.register`), and the KV record under nodes/<node>. */
+  'node-register': s.object({
+    v: s.uint(), node, host: s.string(), dataAddr: s.string(), gpus: s.array(gpu),
+    simulated: s.bool(), driverVersion: s.uint(), agentVersion: s.string(),
+  }),
+  /** agent -> everyone (`hb.<node>`), every few seconds. */
+  heartbeat: s.object({ v: s.uint(), node, at: s.uint(), processes: s.uint() }),
+  /** cli -> coordinator (`coord.migrate`). */
+  'migrate-request': s.object({
+    v: s.uint(), pid: s.uint(), from: node, to: node,
+    bandwidthBytesPerSec: s.nullable(s.uint()), maxDowntimeMs: s.uint(), timeoutMs: s.uint(),
+    mode: s.oneOf(MIGRATION_MODES),
+  }),
+  /** coordinator -> cli: the migration was accepted. */
+  'migrate-accepted': s.object({ v: s.uint(), id: s.string() }),
+  /** cli -> coordinator (`coord.cancel`). */
+  'cancel-request': s.object({ v: s.uint(), id: s.string() }),
+  /** cli -> coordinator (`coord.nodes`, `coord.migrations`): list requests take no arguments. */
+  'list-request': s.object({ v: s.uint() }),
+  /** KV record under migrations/<id>, and each progress event. */
+  'migration-state': s.object({
+    v: s.uint(), id: s.string(), pid: s.uint(), from: node, to: node, phase: s.oneOf(MIGRATION_PHASES),
+    bytesTotal: s.uint(), bytesSent: s.uint(), bytesRemaining: s.uint(), dirtyBytesPerSec: s.number(),
+    startedAt: s.uint(), updatedAt: s.uint(), downtimeMs: s.nullable(s.number()),
+    error: s.nullable(s.object({ code: s.string(), message: s.string(), remedy: s.string() })),
+  }),
+} as const satisfies Record<string, Schema>;
+
+export type MessageType = keyof typeof MESSAGE_SCHEMAS;
+export const MESSAGE_TYPES = Object.freeze(Object.keys(MESSAGE_SCHEMAS) as MessageType[]);
+export type Message<T extends MessageType> = Infer<(typeof MESSAGE_SCHEMAS)[T]>;
+
+export const REPLY_SCHEMA = s.object({
+  v: s.uint(), ok: s.bool(), body: s.optional(s.unknown()),
+  err: s.optional(s.object({ code: s.string(), message: s.string(), remedy: s.string(), details: s.optional(s.record(s.unknown())) })),
+});
+export type Reply = Infer<typeof REPLY_SCHEMA>;
