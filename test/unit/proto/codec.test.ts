@@ -49,7 +49,7 @@ describe('proto codec', () => {
   it('writes integers beyond 32 bits as msgpack integers, not floats', () => {
     const bytes = encode({ a: 0x600000000000 });
     expect(bytes.includes(0xcb)).toBe(false); // float64 marker
-    expect(decodeFrame(encodeFrame({ v, t: 'alloc', id: 1, va: 2 ** 47 - 2 ** 21, size: 1 })).va).toBe(2 ** 47 - 2 ** 21);
+    expect((decodeFrame(encodeFrame({ v, t: 'alloc', id: 1, va: 2 ** 47 - 2 ** 21, size: 1 })) as Frame<'alloc'>).va).toBe(2 ** 47 - 2 ** 21);
   });
 
   it('refuses to encode an invalid frame, naming the field', () => {
