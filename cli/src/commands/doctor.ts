@@ -82,7 +82,7 @@ async function checkNats(): Promise<Check> {
 interface Probe { ok: boolean; error?: string; detail?: string; library?: string; driverVersion?: number; checkpointApi?: boolean; devices?: { index: number; name: string; uuid: string; totalBytes: number; freeBytes: number }[] }
 
 async function probeDriver(): Promise<{ probe: Probe; simulated: boolean } | Check> {
-  const bin = join(ROOT, 'build', 'native', 'probe', 'gpu-probe');
+  const bin = join(ROOT, 'build', 'native', 'tools', 'gpu-probe');
   if (!existsSync(bin)) return { name: 'driver', status: 'fail', detail: 'gpu-probe is not built', fix: INSTALL };
   const parse = (out: string): Probe => { try { return JSON.parse(out) as Probe; } catch { return { ok: false, error: `gpu-probe printed: ${out.slice(0, 200)}` }; } };
   const real = parse((await run(bin, [])).out);
