@@ -1,0 +1,4 @@
+#include "checkpoint.h"
+namespace phos::cudasim::checkpoint {
+void start_helper() {}
+}
