@@ -1,0 +1,23 @@
+// The link to the node agent: one SOCK_SEQPACKET connection at PHOS_AGENT_SOCK carrying msgpack frames
+// (and fds via SCM_RIGHTS). No socket configured or reachable: libphos runs as if there were no agent.
+#pragma once
+#include <cstdint>
+
+#include <cuda.h>
+
+namespace phos::hijack {
+
+/// Connects once, lazily (first driver call; never from dlsym): hello + staging memfd, then replays the
+/// slabs that already exist, then starts the receiver thread. Idempotent and cheap after the first call.
+void agent_start();
+
+/// True while the link is up.
+bool agent_connected();
+
+/// A physical slab (or an app VMM handle) appeared: export its POSIX fd and send `alloc` (keeper).
+/// `va` is 0 for an app handle that is not mapped by libphos. Called under the VMM lock.
+void agent_alloc_added(uint64_t id, uint64_t va, uint64_t size, CUmemGenericAllocationHandle h, const char* kind);
+/// It was released: send `free`. Called under the VMM lock.
+void agent_alloc_removed(uint64_t id);
+
+}  // namespace phos::hijack

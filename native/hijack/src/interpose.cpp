@@ -1,0 +1,83 @@
+// dlsym override and cuGetProcAddress translation (interception.md §3). Nothing here initialises the
+// driver or talks to the agent: both are called re-entrantly by NVML/CUPTI and by cudart's ~440-query
+// table fill, so they do a glibc call, a binary search and nothing else.
+#include "interpose.h"
+
+#include <dlfcn.h>
+#include <link.h>
+
+#include "driver.h"
+#include "log.h"
+
+namespace phos::hijack {
+
+InterposeStats g_interpose_stats;
+
+namespace {
+
+// RTLD_NEXT means "after the caller", but glibc sees libphos as the caller once we forward. Walk the
+// link map after the caller's object and take the first object that itself defines the name.
+void* next_after(const void* caller, const char* name) {
+  Dl_info info;
+  struct link_map* lm = nullptr;
+  if (!caller || !dladdr1(caller, &info, reinterpret_cast<void**>(&lm), RTLD_DL_LINKMAP) || !lm)
+    return real_dlsym(RTLD_NEXT, name);
+  for (struct link_map* l = lm->l_next; l; l = l->l_next) {
+    void* r = real_dlsym(l, name);
+    if (!r) continue;
+    Dl_info ri;
+    struct link_map* owner = nullptr;
+    if (dladdr1(r, &ri, reinterpret_cast<void**>(&owner), RTLD_DL_LINKMAP) && owner == l) return r;
+  }
+  return nullptr;
+}
+
+inline bool is_cu_name(const char* name) { return name && name[0] == 'c' && name[1] == 'u'; }
+
+}  // namespace
+
+void* dlsym_hook(void* handle, const char* name, const void* caller) {
+  void* r = handle == RTLD_NEXT ? next_after(caller, name) : real_dlsym(handle, name);
+  if (r && is_cu_name(name)) {
+    if (void* w = wrapper_by_name(name)) {
+      g_interpose_stats.dlsym_wrapped.fetch_add(1, std::memory_order_relaxed);
+      return w;
+    }
+  }
+  return r;
+}
+
+CUresult proc_address_v2(const char* symbol, void** pfn, int version, cuuint64_t flags,
+                         CUdriverProcAddressQueryResult* status) {
+  auto f = real(&Driver::cuGetProcAddress_v2);
+  if (!f) return CUDA_ERROR_NOT_INITIALIZED;
+  CUresult r = f(symbol, pfn, version, flags, status);
+  g_interpose_stats.proc_queries.fetch_add(1, std::memory_order_relaxed);
+  if (r == CUDA_SUCCESS && pfn && *pfn) {
+    void* w = wrapper_for_real(*pfn);
+    if (w != *pfn) {
+      *pfn = w;
+      g_interpose_stats.proc_wrapped.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  PHOS_LOG(trace, "cuGetProcAddress_v2(%s, %d, %llu) = %d %p", symbol ? symbol : "(null)", version,
+           (unsigned long long)flags, (int)r, pfn ? *pfn : nullptr);
+  return r;
+}
+
+CUresult proc_address_v1(const char* symbol, void** pfn, int version, cuuint64_t flags) {
+  auto f = real(&Driver::cuGetProcAddress);
+  if (!f) return CUDA_ERROR_NOT_INITIALIZED;
+  CUresult r = f(symbol, pfn, version, flags);
+  g_interpose_stats.proc_queries.fetch_add(1, std::memory_order_relaxed);
+  if (r == CUDA_SUCCESS && pfn && *pfn) {
+    void* w = wrapper_for_real(*pfn);
+    if (w != *pfn) {
+      *pfn = w;
+      g_interpose_stats.proc_wrapped.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  return r;
+}
+
+}  // namespace phos::hijack
