@@ -188,7 +188,7 @@ CUresult import_phys(int fd, Phys **out) {
 }
 
 void drop_phys_if_unused(Phys *p) {
-  if (p->handle_live || p->map_count > 0) return;
+  if (p->handle_refs > 0 || p->map_count > 0) return;
   State &s = state();
   if (p->fd >= 0) close(p->fd);
   if (p->saved) munmap(p->saved, p->size);

@@ -18,7 +18,8 @@ struct Phys {
   CUmemGenericAllocationHandle handle = 0;
   int fd = -1;                  // memfd (or an imported fd); -1 for cuMemAlloc memory once mapped
   size_t size = 0;
-  bool handle_live = true;      // false after cuMemRelease; freed when also unmapped everywhere
+  int handle_refs = 1;          // cuMemCreate/Import/RetainAllocationHandle minus cuMemRelease;
+                                // the memory is freed when this and map_count are both zero
   bool from_alloc = false;      // backs a cuMemAlloc (never exported, fd closed after mapping)
   bool imported = false;
   int map_count = 0;

@@ -75,7 +75,7 @@ CUresult alloc_device(size_t bytes, CUdeviceptr *dptr) {
     return r;
   }
   p->from_alloc = true;
-  p->handle_live = false;  // no handle the app could release: the mapping owns it
+  p->handle_refs = 0;  // no handle the app could release: the mapping owns it
   arena::Mapping *m;
   if (CUresult r = arena::map(va, size, 0, p, PROT_READ | PROT_WRITE, &m)) {
     arena::drop_phys_if_unused(p);
