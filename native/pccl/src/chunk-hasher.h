@@ -1,0 +1,70 @@
+// Incremental form of libphos's per-chunk 64-bit hash. The definition lives in native/hijack (one
+// definition for the GPU kernel, cudasim and here); this only feeds it bytes in pieces, so a chunk can be
+// hashed while it streams through a staging buffer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "../../hijack/src/chunk-hash.h"
+
+namespace phos::pccl {
+
+// Words are 8-byte little-endian, indexed from the chunk's start. A length that is not a multiple of 8
+// hashes as if zero-padded to the next word (libphos's chunks are multiples of 16, where the two agree).
+class ChunkHasher {
+ public:
+  void update(const uint8_t* p, size_t n) {
+    if (tail_len_) {
+      size_t take = std::min(n, size_t{8} - tail_len_);
+      std::memcpy(tail_ + tail_len_, p, take);
+      tail_len_ += take;
+      p += take;
+      n -= take;
+      if (tail_len_ < 8) return;
+      add_word(tail_);
+      tail_len_ = 0;
+    }
+    for (; n >= 8; p += 8, n -= 8) add_word(p);
+    if (n) {
+      std::memcpy(tail_, p, n);
+      tail_len_ = n;
+    }
+  }
+
+  uint64_t digest() const {
+    uint64_t sum = sum_, words = words_;
+    if (tail_len_) {
+      uint8_t w[8] = {};
+      std::memcpy(w, tail_, tail_len_);
+      uint64_t v;
+      std::memcpy(&v, w, 8);
+      sum += phos_word_mix(v, words++);
+    }
+    return phos_hash_final(sum, words);
+  }
+
+ private:
+  void add_word(const uint8_t* p) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);  // x86-64 / aarch64: little-endian, as the kernel reads it
+    sum_ += phos_word_mix(v, words_++);
+  }
+
+  uint64_t sum_ = 0;
+  uint64_t words_ = 0;
+  uint8_t tail_[8] = {};
+  size_t tail_len_ = 0;
+};
+
+// 16 lower-case hex digits, the manifest's form.
+inline std::string hash_hex(uint64_t h) {
+  static const char* digits = "0123456789abcdef";
+  std::string s(16, '0');
+  for (int i = 15; i >= 0; --i, h >>= 4) s[i] = digits[h & 15];
+  return s;
+}
+
+}  // namespace phos::pccl

@@ -1,0 +1,14 @@
+// Chunk files: device or shared-memory ranges written to one file each (hash returned) and read back
+// (hash verified before the bytes go into place). Bytes move on worker threads, never through JS.
+#pragma once
+
+#include <napi.h>
+
+namespace phos::pccl {
+
+// writeChunks({src, items: [{offset, length, path}], fsync}) -> Promise<{items: [{hash, bytes}], bytes, ms}>
+Napi::Value writeChunks(const Napi::CallbackInfo& info);
+// readChunks({dst, items: [{offset, length, path, hash}]}) -> Promise<{bytes, ms}>
+Napi::Value readChunks(const Napi::CallbackInfo& info);
+
+}  // namespace phos::pccl

@@ -1,0 +1,15 @@
+// The driver's process checkpoint calls (cuCheckpointProcess*) on another pid, each on a worker thread.
+#pragma once
+
+#include <napi.h>
+
+namespace phos::pccl {
+
+// driverCheckpoint(op: 'lock'|'checkpoint'|'restore'|'unlock', pid, timeoutMs) -> Promise<{ms}>
+Napi::Value driverCheckpoint(const Napi::CallbackInfo& info);
+// driverState(pid) -> Promise<{state, ms}>
+Napi::Value driverState(const Napi::CallbackInfo& info);
+// restoreThreadId(pid) -> Promise<{tid, ms}>
+Napi::Value restoreThreadId(const Napi::CallbackInfo& info);
+
+}  // namespace phos::pccl
