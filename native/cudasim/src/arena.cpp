@@ -284,10 +284,15 @@ const Reservation *find_reservation(uintptr_t p, uintptr_t *base) {
 }
 
 bool covers(uintptr_t p, size_t n) {
-  uintptr_t end = p + n;
+  // Adjacent mappings combine only inside one reservation (PyTorch's expandable segments); two
+  // cuMemAlloc allocations that happen to touch do not.
+  uintptr_t rbase, end = p + n;
+  const Reservation *r = find_reservation(p, &rbase);
+  if (!r || end > rbase + r->size || end < p) return false;
   while (p < end) {
     const Mapping *m = find_mapping(p);
     if (!m || m->prot == PROT_NONE) return false;
+    if (m->alloc_bytes) return end <= m->va + m->alloc_bytes;
     p = m->va + m->size;
   }
   return true;

@@ -89,11 +89,16 @@ struct Cursor {
 // name, optional [N] (and [N][M]). Stops before the terminating ',' ')' ';' or '='.
 bool parse_decl(Cursor &c, Param *p, std::string *err) {
   uint32_t elem = 0, align = 0, vec = 1;
+  bool ptr = false;
   while (!c.done()) {
     const std::string &tok = c.peek();
-    if (tok == ".align") {
+    if (tok == ".ptr") {
+      ptr = true;
       c.i++;
-      align = static_cast<uint32_t>(strtoul(c.peek().c_str(), nullptr, 0));
+    } else if (tok == ".align") {
+      c.i++;
+      // After .ptr, .align is the pointee's alignment (PTX ISA, kernel parameter attributes).
+      if (!ptr) align = static_cast<uint32_t>(strtoul(c.peek().c_str(), nullptr, 0));
       c.i++;
     } else if (tok == ".v2" || tok == ".v4" || tok == ".v8") {
       vec = static_cast<uint32_t>(tok[2] - '0');
