@@ -1,0 +1,394 @@
+// The TS face of the pccl addon (build/pccl/Release/pccl.node) and the only module that loads it.
+// It declares every native function and DTO, in addon.cpp's order, validates arguments, fills defaults
+// and turns native errors into PhosError. Orchestration (what to call when) belongs to the node agent.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+import { PhosError, isErrorCode } from '../../proto/src/index.ts';
+
+/** Where deploy/install.sh builds the addon (`npx cmake-js compile --directory native/pccl --out build/pccl`). */
+export const ADDON_PATH = fileURLToPath(new URL('../../build/pccl/Release/pccl.node', import.meta.url));
+
+/** Lock timeout handed to cuCheckpointProcessLock when the caller names none (0 would wait forever). */
+export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
+/** Largest packet on the agent socket, both ways. */
+export const MAX_PACKET_BYTES = 1 << 20;
+/** Most fds one packet carries (SCM_RIGHTS). */
+export const MAX_PACKET_FDS = 16;
+/** Longest unix socket path (sun_path minus its NUL). */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
+// ---------------------------------------------------------------------------------------------------
+// DTOs, in addon.cpp's order.
+
+/** Steps of the driver's process checkpoint, in cycle order: lock → checkpoint → restore → unlock. */
+export const DRIVER_OPS = Object.freeze(['lock', 'checkpoint', 'restore', 'unlock'] as const);
+export type DriverOp = (typeof DRIVER_OPS)[number];
+
+/** How long a native call took, measured around the driver or I/O work itself. */
+export interface Timing {
+  ms: number;
+}
+
+/**
+ * `cuCheckpointProcessGetState` of a process. `checkpointing`/`restoring` come from newer drivers;
+ * `unknown` is a value this build does not know.
+ */
+export const PROCESS_STATES = Object.freeze(['running', 'locked', 'checkpointed', 'failed', 'checkpointing', 'restoring', 'unknown'] as const);
+export type ProcessState = (typeof PROCESS_STATES)[number];
+
+export interface DriverStateResult extends Timing {
+  state: ProcessState;
+}
+
+/** The driver's "CUDA restore thread" of a process: it must stay runnable during checkpoint and restore. */
+export interface RestoreThread extends Timing {
+  tid: number;
+}
+
+/** A process connected; pid/uid/gid are SO_PEERCRED, taken by the kernel at connect(). */
+export interface AgentConnectEvent {
+  type: 'connect';
+  conn: number;
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+/** One packet (one frame). The fds are the receiver's: close them (closeFd) or hand them on (keeperImport, mapFd). */
+export interface AgentPacketEvent {
+  type: 'packet';
+  conn: number;
+  bytes: Buffer;
+  fds: number[];
+}
+
+/** The connection ended (peer closed, agentClose, a protocol violation, or the server closed); the last event of `conn`. */
+export interface AgentClosedEvent {
+  type: 'closed';
+  conn: number;
+  reason: string;
+}
+
+export type AgentEvent = AgentConnectEvent | AgentPacketEvent | AgentClosedEvent;
+
+/** One chunk to write: the range [offset, offset+length) of the source region goes to its own file `path`. */
+export interface ChunkWriteItem {
+  offset: number;
+  length: number;
+  path: string;
+}
+
+export interface WriteChunksOptions {
+  /** A mapping id (mapFd) or a keeper region id (keeperImport, keeperSpare). */
+  src: number;
+  items: ChunkWriteItem[];
+  /**
+   * fsync each file and its directory before returning.
+   * @default false
+   */
+  fsync?: boolean;
+}
+
+export interface WriteChunksResult extends Timing {
+  /** Per item, in order: the chunk's 64-bit hash as 16 lower-case hex digits (libphos's chunk hash). */
+  hashes: string[];
+  bytes: number;
+}
+
+/** One chunk to read: file `path` must hold exactly `length` bytes hashing to `hash`, then lands at `offset`. */
+export interface ChunkReadItem {
+  offset: number;
+  length: number;
+  path: string;
+  hash: string;
+}
+
+export interface ReadChunksOptions {
+  /** A writable mapping id or a keeper region id. */
+  dst: number;
+  items: ChunkReadItem[];
+}
+
+export interface ReadChunksResult extends Timing {
+  bytes: number;
+}
+
+/** Device memory the keeper holds, mapped in the agent's own context. */
+export interface KeeperRegion extends Timing {
+  id: number;
+  /** Bytes held (spare allocations are rounded up to the driver's granularity). */
+  size: number;
+}
+
+/** The native functions exactly as addon.cpp registers them, in its order; every field set. */
+interface NativePccl {
+  driverCheckpoint(op: DriverOp, pid: number, timeoutMs: number): Promise<Timing>;
+  driverState(pid: number): Promise<{ state: ProcessState; ms: number }>;
+  restoreThreadId(pid: number): Promise<RestoreThread>;
+  agentListen(path: string, onEvent: (e: AgentEvent) => void): void;
+  agentSend(conn: number, bytes: Buffer, fds: number[]): void;
+  agentClose(conn: number): void;
+  agentServerClose(): void;
+  closeFd(fd: number): void;
+  mapFd(fd: number, size: number, writable: boolean): number;
+  unmap(id: number): void;
+  mapRead(id: number, offset: number, length: number): Buffer;
+  mapWrite(id: number, offset: number, bytes: Buffer): void;
+  writeChunks(opts: { src: number; items: ChunkWriteItem[]; fsync: boolean }): Promise<WriteChunksResult>;
+  readChunks(opts: { dst: number; items: ChunkReadItem[] }): Promise<ReadChunksResult>;
+  keeperImport(fd: number, size: number): Promise<KeeperRegion>;
+  keeperRelease(id: number): Promise<Timing>;
+  keeperExportFd(id: number): Promise<number>;
+  keeperSpare(size: number): Promise<KeeperRegion>;
+  keeperCopy(dstId: number, dstOff: number, srcId: number, srcOff: number, length: number): Promise<Timing>;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Loading and errors.
+
+let addon: NativePccl | undefined;
+
+function native(): NativePccl {
+  if (addon) return addon;
+  if (!existsSync(ADDON_PATH)) {
+    throw new PhosError('INTERNAL', `the pccl addon is not built (${ADDON_PATH})`, { remedy: 'run: bash deploy/install.sh' });
+  }
+  addon = createRequire(import.meta.url)(ADDON_PATH) as NativePccl;
+  return addon;
+}
+
+/** Native errors are plain Errors with `name: 'PcclError'`, a phos `code` and fields (path, pid, cudaError, errno). */
+function fromNative(err: unknown): PhosError {
+  if (err instanceof PhosError) return err;
+  if (err instanceof Error && (err as { name?: unknown }).name === 'PcclError') {
+    const { code, message, name: _name, stack: _stack, ...rest } = err as Error & Record<string, unknown>;
+    const details: Record<string, unknown> = { ...rest };
+    if (isErrorCode(code)) return new PhosError(code, message, { details, cause: err });
+    return new PhosError('INTERNAL', message, { details: { ...details, nativeCode: code }, cause: err });
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new PhosError('INTERNAL', `pccl: ${message}`, { cause: err });
+}
+
+function call<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
+async function callAsync<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
+function badArgs(message: string): PhosError {
+  return new PhosError('BAD_ARGS', message);
+}
+
+function uint(name: string, v: unknown, opts: { min?: number; max?: number } = {}): number {
+  const min = opts.min ?? 0;
+  const max = opts.max ?? Number.MAX_SAFE_INTEGER;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
+    throw badArgs(`${name} must be an integer in [${min}, ${max}], got ${String(v)}`);
+  }
+  return v;
+}
+
+function pathArg(name: string, v: unknown): string {
+  if (typeof v !== 'string' || v.length === 0 || v.includes('\0')) throw badArgs(`${name} must be a non-empty path without NUL`);
+  return v;
+}
+
+function fdList(name: string, v: unknown): number[] {
+  if (!Array.isArray(v)) throw badArgs(`${name} must be an array of fds`);
+  if (v.length > MAX_PACKET_FDS) throw badArgs(`${name}: at most ${MAX_PACKET_FDS} fds per packet, got ${v.length}`);
+  return v.map((fd, i) => uint(`${name}[${i}]`, fd, { max: 0x7fffffff }));
+}
+
+const pidArg = (v: unknown): number => uint('pid', v, { min: 1, max: 0x7fffffff });
+const idArg = (name: string, v: unknown): number => uint(name, v, { min: 1, max: 0xffffffff });
+const HEX64 = /^[0-9a-f]{16}$/;
+
+// ---------------------------------------------------------------------------------------------------
+// Functions, in addon.cpp's order.
+
+/**
+ * One step of the driver's process checkpoint on `pid` (cuCheckpointProcessLock/Checkpoint/Restore/Unlock),
+ * on a worker thread. `timeoutMs` applies to lock only (0: wait forever; on timeout the process stays running).
+ * Rejects with DRIVER_FAILED naming the CUDA error and the pid.
+ */
+export async function driverCheckpoint(op: DriverOp, pid: number, timeoutMs: number = DEFAULT_LOCK_TIMEOUT_MS): Promise<Timing> {
+  if (!DRIVER_OPS.includes(op)) throw badArgs(`driver checkpoint op must be one of ${DRIVER_OPS.join('|')}, got ${String(op)}`);
+  const p = pidArg(pid);
+  const t = uint('timeoutMs', timeoutMs, { max: 0xffffffff });
+  return callAsync(() => native().driverCheckpoint(op, p, t));
+}
+
+/** cuCheckpointProcessGetState of `pid`. */
+export async function driverState(pid: number): Promise<DriverStateResult> {
+  const p = pidArg(pid);
+  return callAsync(() => native().driverState(p));
+}
+
+/** cuCheckpointProcessGetRestoreThreadId of `pid`. */
+export async function restoreThreadId(pid: number): Promise<RestoreThread> {
+  const p = pidArg(pid);
+  return callAsync(() => native().restoreThreadId(p));
+}
+
+let serverOpen = false;
+
+/**
+ * Starts the agent's SOCK_SEQPACKET server at `path` (a stale socket file is replaced; a live one is
+ * ILLEGAL_STATE; the directory and the socket's mode are the caller's). Events arrive on the JS thread
+ * in order per connection. One server per process.
+ */
+export function agentListen(path: string, onEvent: (e: AgentEvent) => void): void {
+  const p = pathArg('agent socket path', path);
+  if (Buffer.byteLength(p) > MAX_SOCKET_PATH_BYTES) throw badArgs(`agent socket path is longer than ${MAX_SOCKET_PATH_BYTES} bytes: ${p}`);
+  if (typeof onEvent !== 'function') throw badArgs('onEvent must be a function');
+  call(() =>
+    native().agentListen(p, (e) => {
+      // Packets already queued when the server closed: nobody will handle their fds, so close them here.
+      if (!serverOpen && e.type === 'packet') {
+        for (const fd of e.fds) call(() => native().closeFd(fd));
+        return;
+      }
+      onEvent(e);
+    }),
+  );
+  serverOpen = true;
+}
+
+/** Sends one packet (1 byte to 1 MiB) with up to 16 fds; the fds remain the caller's. NOT_FOUND when `conn` is closed. */
+export function agentSend(conn: number, bytes: Buffer, fds: number[] = []): void {
+  const c = idArg('conn', conn);
+  if (!Buffer.isBuffer(bytes) || bytes.length === 0 || bytes.length > MAX_PACKET_BYTES) {
+    throw badArgs(`a packet must be a Buffer of 1..${MAX_PACKET_BYTES} bytes`);
+  }
+  const f = fdList('fds', fds);
+  call(() => native().agentSend(c, bytes, f));
+}
+
+/** Ends a connection; its `closed` event follows. */
+export function agentClose(conn: number): void {
+  const c = idArg('conn', conn);
+  call(() => native().agentClose(c));
+}
+
+/** Stops the server: every connection gets its `closed` event, the socket file is removed. Idempotent. */
+export function agentServerClose(): void {
+  if (!addon) return;
+  serverOpen = false;
+  call(() => native().agentServerClose());
+}
+
+/** Closes an fd received in a packet (or returned by keeperExportFd) that is not handed on. */
+export function closeFd(fd: number): void {
+  const f = uint('fd', fd, { min: 3, max: 0x7fffffff });
+  call(() => native().closeFd(f));
+}
+
+/** Maps `size` bytes of a shared memory fd (libphos's staging memfd); returns a region id. The fd stays the caller's. */
+export function mapFd(fd: number, size: number, writable: boolean = false): number {
+  const f = uint('fd', fd, { max: 0x7fffffff });
+  const s = uint('size', size, { min: 1 });
+  return call(() => native().mapFd(f, s, Boolean(writable)));
+}
+
+/** Drops a mapping; chunk jobs still using it finish first. */
+export function unmap(id: number): void {
+  const i = idArg('id', id);
+  call(() => native().unmap(i));
+}
+
+/** Copies bytes out of a mapping: for control data and tests; bulk bytes go through writeChunks. */
+export function mapRead(id: number, offset: number, length: number): Buffer {
+  const i = idArg('id', id);
+  return call(() => native().mapRead(i, uint('offset', offset), uint('length', length)));
+}
+
+/** Copies bytes into a writable mapping: for control data and tests; bulk bytes go through readChunks. */
+export function mapWrite(id: number, offset: number, bytes: Buffer): void {
+  const i = idArg('id', id);
+  if (!Buffer.isBuffer(bytes)) throw badArgs('bytes must be a Buffer');
+  call(() => native().mapWrite(i, uint('offset', offset), bytes));
+}
+
+/**
+ * Writes each range of `src` to its own file (temp name, optional fsync, rename) on a worker thread and
+ * returns each chunk's hash. DISK_FULL names the file; no partial file is left behind. Items already
+ * written before a failure stay (whole); the caller removes the partial image.
+ */
+export async function writeChunks(opts: WriteChunksOptions): Promise<WriteChunksResult> {
+  const src = idArg('src', opts?.src);
+  if (!Array.isArray(opts.items)) throw badArgs('items must be an array');
+  const items = opts.items.map((it, i) => ({
+    offset: uint(`items[${i}].offset`, it?.offset),
+    length: uint(`items[${i}].length`, it?.length, { min: 1 }),
+    path: pathArg(`items[${i}].path`, it?.path),
+  }));
+  const fsync = opts.fsync ?? false;
+  if (typeof fsync !== 'boolean') throw badArgs('fsync must be a boolean');
+  return callAsync(() => native().writeChunks({ src, items, fsync }));
+}
+
+/**
+ * Reads chunk files into `dst` on a worker thread, verifying each file's length and hash before its
+ * bytes are copied into place. IMAGE_CORRUPT names the file (missing, wrong size, hash mismatch).
+ */
+export async function readChunks(opts: ReadChunksOptions): Promise<ReadChunksResult> {
+  const dst = idArg('dst', opts?.dst);
+  if (!Array.isArray(opts.items)) throw badArgs('items must be an array');
+  const items = opts.items.map((it, i) => {
+    if (typeof it?.hash !== 'string' || !HEX64.test(it.hash)) throw badArgs(`items[${i}].hash must be 16 lower-case hex digits`);
+    return {
+      offset: uint(`items[${i}].offset`, it.offset),
+      length: uint(`items[${i}].length`, it.length, { min: 1 }),
+      path: pathArg(`items[${i}].path`, it.path),
+      hash: it.hash,
+    };
+  });
+  return callAsync(() => native().readChunks({ dst, items }));
+}
+
+/**
+ * The keeper imports an app allocation by its POSIX fd (a dup is kept; the caller still owns and closes
+ * `fd`) and maps it in the agent's context: the memory outlives the app's own mappings.
+ */
+export async function keeperImport(fd: number, size: number): Promise<KeeperRegion> {
+  const f = uint('fd', fd, { max: 0x7fffffff });
+  const s = uint('size', size, { min: 1 });
+  return callAsync(() => native().keeperImport(f, s));
+}
+
+/** Drops the keeper's reference; the id is invalid at once, the memory goes once no chunk job uses it. */
+export async function keeperRelease(id: number): Promise<Timing> {
+  const i = idArg('id', id);
+  return callAsync(() => native().keeperRelease(i));
+}
+
+/** A new fd for a keeper region's memory, to hand back to a restored app; the caller owns (and closes) it. */
+export async function keeperExportFd(id: number): Promise<number> {
+  const i = idArg('id', id);
+  return callAsync(() => native().keeperExportFd(i));
+}
+
+/** Allocates keeper-owned device memory (rounded up to the granularity), e.g. for consistent snapshots. */
+export async function keeperSpare(size: number): Promise<KeeperRegion> {
+  const s = uint('size', size, { min: 1 });
+  return callAsync(() => native().keeperSpare(s));
+}
+
+/** Device-to-device copy between keeper regions (cuMemcpyDtoD). */
+export async function keeperCopy(dstId: number, dstOff: number, srcId: number, srcOff: number, length: number): Promise<Timing> {
+  const d = idArg('dstId', dstId);
+  const s = idArg('srcId', srcId);
+  return callAsync(() => native().keeperCopy(d, uint('dstOff', dstOff), s, uint('srcOff', srcOff), uint('length', length, { min: 1 })));
+}
