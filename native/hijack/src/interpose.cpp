@@ -23,7 +23,12 @@ void* next_after(const void* caller, const char* name) {
   if (!caller || !dladdr1(caller, &info, reinterpret_cast<void**>(&lm), RTLD_DL_LINKMAP) || !lm)
     return real_dlsym(RTLD_NEXT, name);
   for (struct link_map* l = lm->l_next; l; l = l->l_next) {
-    void* r = real_dlsym(l, name);
+    if (!l->l_name || !l->l_name[0]) continue;
+    // A proper handle (not the link_map itself: the vDSO's map has no lookup scope).
+    void* h = dlopen(l->l_name, RTLD_LAZY | RTLD_NOLOAD);
+    if (!h) continue;
+    void* r = real_dlsym(h, name);
+    dlclose(h);
     if (!r) continue;
     Dl_info ri;
     struct link_map* owner = nullptr;
