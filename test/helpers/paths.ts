@@ -9,6 +9,7 @@ export const CUDASIM_DIR = join(NATIVE_BUILD, 'cudasim');
 export const LIBPHOS = join(NATIVE_BUILD, 'hijack', 'libphos.so');
 export const WORKLOADS_DIR = join(NATIVE_BUILD, 'workloads');
 export const CRIU = process.env.PHOS_CRIU ?? '/usr/local/sbin/criu';
+export const CKPT_CTL = join(NATIVE_BUILD, 'tools', 'ckpt-ctl');
 
 /** Environment for a child that should run on the simulated GPU. */
 export function cudasimEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {

@@ -1,0 +1,98 @@
+// The agent's one edge to CRIU: builds command lines, runs criu, and turns its failures into PhosError
+// (CRIU_MISSING / CRIU_FAILED) that quote the log lines saying why. Nothing else in phos spawns criu.
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PhosError } from '../../../proto/src/index.ts';
+
+export const CRIU_MIN_VERSION = [4, 1] as const;
+
+export interface CriuOptions {
+  /** criu binary. @default PHOS_CRIU, else /usr/local/sbin/criu when present, else 'criu' on PATH */
+  bin?: string;
+  /** Seconds criu may wait for the tasks to freeze. @default 30 (criu's 10 is short for big processes) */
+  timeoutSec?: number;
+}
+
+export function criuBinary(opts: CriuOptions = {}): string {
+  return opts.bin ?? process.env.PHOS_CRIU ?? (existsSync('/usr/local/sbin/criu') ? '/usr/local/sbin/criu' : 'criu');
+}
+
+// x86 debug registers set through ptrace never fire inside Firecracker guests (seen on kernel 6.18 VMs,
+// both the dev machines and the H200 machine): CRIU's parasite cure then waits forever for a breakpoint
+// trap. Fault point 130 (FI_NO_BREAKPOINTS) makes CRIU trace the parasite's exit with PTRACE_SYSCALL
+// instead, which works everywhere at a cost of a few syscall stops. An explicit CRIU_FAULT wins.
+const CRIU_ENV = { ...process.env, CRIU_FAULT: process.env.CRIU_FAULT ?? '130' };
+
+function exec(bin: string, args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile(bin, args, { encoding: 'utf8', maxBuffer: 16 << 20, env: CRIU_ENV }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      resolve({ code, out: `${stdout}${stderr}` });
+    });
+  });
+}
+
+/** The version criu reports; refuses a missing or too old criu with the install remedy. */
+export async function criuVersion(opts: CriuOptions = {}): Promise<string> {
+  const bin = criuBinary(opts);
+  const r = await exec(bin, ['--version']);
+  const m = /Version:\s*(\d+)\.(\d+)(\.\d+)?/.exec(r.out);
+  if (!m) throw new PhosError('CRIU_MISSING', `criu not found (${bin})`);
+  const version = `${m[1]}.${m[2]}${m[3] ?? ''}`;
+  const [maj, min] = [Number(m[1]), Number(m[2])];
+  if (maj < CRIU_MIN_VERSION[0] || (maj === CRIU_MIN_VERSION[0] && min < CRIU_MIN_VERSION[1])) {
+    throw new PhosError('CRIU_MISSING', `criu ${version} found (${bin}); phos needs >= ${CRIU_MIN_VERSION.join('.')}`, { details: { version, bin } });
+  }
+  return version;
+}
+
+/** The lines of a criu log that explain a failure (errors first, then the tail). */
+export function criuLogReason(logPath: string): string {
+  if (!existsSync(logPath)) return 'no log written';
+  const lines = readFileSync(logPath, 'utf8').split('\n');
+  const errors = lines.filter((l) => /Error|BUG|fail/.test(l)).slice(-4);
+  return (errors.length ? errors : lines.slice(-4)).map((l) => l.trim()).join(' | ');
+}
+
+async function runCriu(verb: string, args: string[], dir: string, what: string, opts: CriuOptions): Promise<number> {
+  const bin = criuBinary(opts);
+  const log = `${verb}.log`;
+  const t0 = performance.now();
+  const r = await exec(bin, [verb, '-D', dir, '-o', log, '-v4', ...args]);
+  const ms = performance.now() - t0;
+  if (r.code !== 0) {
+    const logPath = join(dir, log);
+    throw new PhosError('CRIU_FAILED', `criu ${verb} of ${what} failed: ${criuLogReason(logPath)}`, {
+      remedy: `read ${logPath}`, details: { exit: r.code, log: logPath, output: r.out.slice(-2000) },
+    });
+  }
+  return ms;
+}
+
+export interface DumpOptions extends CriuOptions {
+  pid: number;
+  dir: string;
+  /** Keep the process running after the dump (a pre-dump / snapshot). @default false */
+  leaveRunning?: boolean;
+}
+
+/** Dumps the process tree rooted at pid into dir; without leaveRunning criu kills it afterwards. */
+export async function criuDump(o: DumpOptions): Promise<{ ms: number }> {
+  const args = ['-t', String(o.pid), '--timeout', String(o.timeoutSec ?? 30)];
+  if (o.leaveRunning) args.push('--leave-running');
+  return { ms: await runCriu('dump', args, o.dir, `pid ${o.pid}`, o) };
+}
+
+export interface RestoreOptions extends CriuOptions {
+  dir: string;
+}
+
+/** Restores the image in dir detached from criu; resolves to the restored root pid. */
+export async function criuRestore(o: RestoreOptions): Promise<{ pid: number; ms: number }> {
+  const pidfile = join(o.dir, 'restored.pid');
+  const ms = await runCriu('restore', ['-d', '--pidfile', pidfile, '--timeout', String(o.timeoutSec ?? 30)], o.dir, `image ${o.dir}`, o);
+  const pid = Number(readFileSync(pidfile, 'utf8').trim());
+  if (!Number.isSafeInteger(pid) || pid <= 0) throw new PhosError('CRIU_FAILED', `criu restore of ${o.dir} wrote no pid`);
+  return { pid, ms };
+}
