@@ -104,7 +104,7 @@ describe('pccl chunk io', () => {
     const items = RANGES.map((r, i) => ({ ...r, path: join(out, `c${i}`) }));
     const { hashes } = await pccl.writeChunks({ src: srcId, items });
     const bad = readFileSync(items[1]!.path);
-    bad[12345] ^= 0x01;
+    bad[12345] = bad[12345]! ^ 0x01;
     writeFileSync(items[1]!.path, bad);
     const dst = mapped('dst-r2.bin', Buffer.alloc(SIZE), true);
     const err = await rejection(pccl.readChunks({ dst, items: [{ ...items[1]!, hash: hashes[1]! }] }));
