@@ -2,7 +2,8 @@
 // calls until unlock, a full lock -> checkpoint -> restore -> unlock cycle keeps its device memory, and
 // illegal moves come back as DRIVER_FAILED naming the CUDA error and the pid.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PhosError } from '../../proto/src/index.ts';
@@ -11,7 +12,7 @@ import { ADDON_PATH } from '../../native/pccl/pccl.ts';
 import { compileC } from '../../native/pccl/test/support.ts';
 import { CUDASIM_DIR, cudasimEnv } from '../helpers/paths.ts';
 
-let target: ChildProcessWithoutNullStreams;
+let target: ChildProcessByStdio<Writable, Readable, null>;
 let pid: number;
 let lines: string[] = [];
 let waiters: ((line: string) => void)[] = [];
