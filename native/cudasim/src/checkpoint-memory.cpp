@@ -47,7 +47,9 @@ const arena::Mapping *only_mapping(const arena::Phys *p) {
 }
 
 CUresult save_one(arena::Phys *p) {
-  void *buf = mmap(nullptr, p->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  // Populated up front: faulting page by page dominates the copy otherwise.
+  void *buf = mmap(nullptr, p->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                   -1, 0);
   if (buf == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
   bool ok;
   if (p->fd >= 0) {

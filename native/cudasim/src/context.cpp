@@ -11,7 +11,7 @@
 namespace phos::cudasim {
 namespace {
 
-std::mutex g_ctx_mutex;
+std::mutex &g_ctx_mutex = *new std::mutex;  // leaked: used during exit
 CUctx_st *g_primary = nullptr;
 std::atomic<unsigned long long> g_next_ctx_id{1};
 thread_local std::vector<CUcontext> t_stack;

@@ -23,8 +23,9 @@ struct HostRange {
   bool owned;  // allocated by cuMemHostAlloc (we unmap it), not registered user memory
 };
 
-std::mutex g_host_mutex;
-std::map<uintptr_t, HostRange> g_host;  // start -> range
+// Leaked on purpose: copies issued from other threads may consult it while the process exits.
+std::mutex &g_host_mutex = *new std::mutex;
+std::map<uintptr_t, HostRange> &g_host = *new std::map<uintptr_t, HostRange>;  // start -> range
 
 const std::pair<const uintptr_t, HostRange> *find_host(uintptr_t p) {
   auto it = g_host.upper_bound(p);
