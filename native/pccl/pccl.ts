@@ -6,8 +6,11 @@ import { fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
 import { PhosError, isErrorCode } from '../../proto/src/index.ts';
 
-/** Where deploy/install.sh builds the addon (`npx cmake-js compile --directory native/pccl --out build/pccl`). */
-export const ADDON_PATH = fileURLToPath(new URL('../../build/pccl/Release/pccl.node', import.meta.url));
+/**
+ * Where deploy/install.sh builds the addon (`npx cmake-js compile --directory native/pccl --out build/pccl`);
+ * PHOS_PCCL_ADDON names another build (e.g. one with -DPCCL_SANITIZE=ON).
+ */
+export const ADDON_PATH = process.env.PHOS_PCCL_ADDON || fileURLToPath(new URL('../../build/pccl/Release/pccl.node', import.meta.url));
 
 /** Lock timeout handed to cuCheckpointProcessLock when the caller names none (0 would wait forever). */
 export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
@@ -67,6 +70,8 @@ export interface AgentPacketEvent {
 export interface AgentClosedEvent {
   type: 'closed';
   conn: number;
+  closed: true;
+  /** 'closed by the peer', 'closed by the agent', 'agent socket server closed', or the protocol violation. */
   reason: string;
 }
 

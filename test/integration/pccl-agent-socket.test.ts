@@ -2,7 +2,7 @@
 // client standing in for libphos), peer credentials, replies with fds, and the connection lifecycle.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROTO_VERSION, PhosError, decodeFrame, encodeFrame } from '../../proto/src/index.ts';
@@ -107,6 +107,44 @@ describe('pccl agent socket', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(q.all.filter((e) => e.type === 'closed' && e.conn === hi.conn)).toHaveLength(1);
   });
+
+  it('carries packets up to 1 MiB to the app', async () => {
+    const sock = join(dir, 'big-reply.sock');
+    const q = new EventQueue();
+    pccl.agentListen(sock, q.push);
+    const { done } = run(client, [sock, helloFile(), String(STAGING)]);
+    const pkt = await q.next('packet');
+    for (const fd of pkt.fds) pccl.closeFd(fd);
+    pccl.agentSend(pkt.conn, Buffer.alloc(pccl.MAX_PACKET_BYTES, 1));
+    expect((await done).out).toContain(`reply ${pccl.MAX_PACKET_BYTES} fds 0`);
+    expect(() => pccl.agentSend(pkt.conn, Buffer.alloc(pccl.MAX_PACKET_BYTES + 1))).toThrow(expect.objectContaining({ code: 'BAD_ARGS' }));
+  });
+
+  for (const [mode, reason] of [['big', 'packet larger than 1 MiB'], ['fds17', 'more than 16 fds in one packet']] as const) {
+    it(`drops a connection that sends a ${mode === 'big' ? 'packet over 1 MiB' : 'packet with 17 fds'}, closing the fds it carried`, async () => {
+      const sock = join(dir, `${mode}.sock`);
+      const q = new EventQueue();
+      // The client's memfd, as this process would hold it had a received fd leaked.
+      const stagingFds = (): number =>
+        readdirSync('/proc/self/fd').filter((fd) => {
+          try {
+            return readlinkSync(`/proc/self/fd/${fd}`).startsWith('/memfd:phos-staging');
+          } catch {
+            return false;
+          }
+        }).length;
+      expect(stagingFds()).toBe(0);
+      pccl.agentListen(sock, q.push);
+      const { done } = run(client, [sock, helloFile(), String(STAGING), mode]);
+      const closed = await q.next('closed');
+      expect(closed.reason).toBe(reason);
+      expect(q.all.filter((e) => e.type === 'packet')).toHaveLength(0);
+      const { out } = await done;
+      expect(out).toContain('reply 0 fds 0');
+      pccl.agentServerClose();
+      expect(stagingFds()).toBe(0); // the fds that came with it were closed, not leaked
+    });
+  }
 
   it('replaces a stale socket file but refuses one a live agent still serves', async () => {
     const sock = join(dir, 'stale.sock');

@@ -80,6 +80,7 @@ void call_js(Napi::Env env, Napi::Function cb, std::nullptr_t*, Event* ev) {
     }
     case EventType::closed:
       o.Set("type", "closed");
+      o.Set("closed", true);
       o.Set("reason", ev->reason);
       break;
   }
@@ -188,6 +189,11 @@ class Server {
         close(fd);
         continue;
       }
+      // A datagram must fit the sender's buffer (EMSGSIZE otherwise), and the default (~208 KiB) is below
+      // the protocol's 1 MiB. FORCE needs CAP_NET_ADMIN (the agent runs as root); else capped at wmem_max.
+      int sz = 2 * static_cast<int>(kMaxPacket);
+      if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof sz) != 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
       auto c = std::make_shared<Conn>();
       c->fd = fd;
       c->id = next_id_++;
@@ -240,7 +246,7 @@ class Server {
         }
       }
       if (n == 0 && fds.empty()) return drop(c, c->closing.load() ? "closed by the agent" : "closed by the peer");
-      if (m.msg_flags & MSG_TRUNC) {
+      if ((m.msg_flags & MSG_TRUNC) || static_cast<size_t>(n) > kMaxPacket) {
         close_fds(fds);
         return drop(c, "packet larger than 1 MiB");
       }
@@ -358,6 +364,10 @@ void send_packet(Conn& c, const uint8_t* p, size_t n, const std::vector<int>& fd
             .with("conn", c.id);
       continue;
     }
+    if (errno == EMSGSIZE)
+      throw Failure(PHOS_ERR_BAD_ARGS, who + ": a packet of " + std::to_string(n) +
+                                           " bytes exceeds the socket's send buffer (SO_SNDBUFFORCE refused?)")
+          .with("conn", c.id);
     if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN)
       throw Failure(PHOS_ERR_NOT_FOUND, who + " was closed by the peer").with("conn", c.id);
     throw errno_failure(errno == EBADF ? PHOS_ERR_BAD_ARGS : PHOS_ERR_INTERNAL, errno, "sendmsg on " + who)

@@ -8,7 +8,7 @@
 namespace phos::pccl {
 
 // agentListen(path, onEvent) -> undefined. Events: {type:'connect', conn, pid, uid, gid},
-// {type:'packet', conn, bytes, fds}, {type:'closed', conn, reason}. One server per process.
+// {type:'packet', conn, bytes, fds}, {type:'closed', conn, closed: true, reason}. One server per process.
 Napi::Value agentListen(const Napi::CallbackInfo& info);
 // agentSend(conn, bytes, fds) -> undefined. The fds stay the caller's (the kernel sends copies).
 Napi::Value agentSend(const Napi::CallbackInfo& info);

@@ -1,7 +1,9 @@
 /* Test client for the agent socket (pccl-agent-socket.test.ts), standing in for libphos: connects
  * SOCK_SEQPACKET to argv[1], sends the bytes of file argv[2] as one packet together with a memfd of
  * argv[3] bytes filled with byte i = (i * 131 + 7) & 0xff, then waits for one reply packet and prints
- * "reply <bytes> fds <n>" and, when an fd came with it, "fdtext <first line of the fd's content>". */
+ * "reply <bytes> fds <n>" and, when an fd came with it, "fdtext <first line of the fd's content>".
+ * Optional argv[4] breaks the protocol instead: "big" pads the packet to 1 MiB + 1 byte, "fds17" sends
+ * 17 fds (copies of the memfd) with it. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,9 +19,10 @@ static int die(const char *what) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4) return fprintf(stderr, "usage: agent-client SOCK FRAMEFILE STAGING_BYTES\n"), 2;
+  if (argc != 4 && argc != 5) return fprintf(stderr, "usage: agent-client SOCK FRAMEFILE STAGING_BYTES [big|fds17]\n"), 2;
+  const char *mode = argc == 5 ? argv[4] : "";
   size_t staging = strtoull(argv[3], NULL, 10);
-  static unsigned char frame[1 << 20];
+  static unsigned char frame[(1 << 20) + 1];
   FILE *f = fopen(argv[2], "rb");
   if (!f) return die("frame file");
   size_t flen = fread(frame, 1, sizeof frame, f);
@@ -37,21 +40,29 @@ int main(int argc, char **argv) {
   strncpy(a.sun_path, argv[1], sizeof a.sun_path - 1);
   if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) return die("connect");
 
+  int nfd = 1, fds[17];
+  for (int i = 0; i < 17; ++i) fds[i] = mfd;
+  if (strcmp(mode, "big") == 0) {
+    flen = sizeof frame;
+    int sz = 4 << 20;  /* a datagram must fit the sender's buffer */
+    if (setsockopt(s, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof sz) != 0) return die("SO_SNDBUFFORCE");
+  }
+  if (strcmp(mode, "fds17") == 0) nfd = 17;
   struct iovec iov = {frame, flen};
-  union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } ctl;
+  union { char buf[CMSG_SPACE(17 * sizeof(int))]; struct cmsghdr align; } ctl;
   memset(&ctl, 0, sizeof ctl);
   struct msghdr m = {0};
   m.msg_iov = &iov;
   m.msg_iovlen = 1;
   m.msg_control = ctl.buf;
-  m.msg_controllen = sizeof ctl.buf;
+  m.msg_controllen = CMSG_SPACE(nfd * sizeof(int));
   struct cmsghdr *c = CMSG_FIRSTHDR(&m);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &mfd, sizeof(int));
+  c->cmsg_len = CMSG_LEN(nfd * sizeof(int));
+  memcpy(CMSG_DATA(c), fds, nfd * sizeof(int));
   if (sendmsg(s, &m, 0) != (ssize_t)flen) return die("sendmsg");
-  printf("sent %zu fds 1\n", flen);
+  printf("sent %zu fds %d\n", flen, nfd);
   fflush(stdout);
 
   static unsigned char reply[1 << 20];
