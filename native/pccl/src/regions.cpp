@@ -11,7 +11,9 @@ namespace phos::pccl {
 
 namespace {
 std::mutex g_mu;
-std::unordered_map<uint32_t, std::shared_ptr<Region>> g_regions;
+// Never destroyed: at process exit the driver may already be torn down, so regions still held then are
+// left to the kernel rather than released through it from a static destructor.
+auto& g_regions = *new std::unordered_map<uint32_t, std::shared_ptr<Region>>();
 uint32_t g_next = 1;
 }  // namespace
 
