@@ -16,18 +16,22 @@
 #define PHOS_F_HELLO_VASIZE "vaSize" /* uint */
 #define PHOS_F_HELLO_DEVICE "device" /* uint */
 #define PHOS_F_HELLO_STAGINGBYTES "stagingBytes" /* uint */
+#define PHOS_F_HELLO_RESUME "resume" /* optional bool */
 #define PHOS_FRAME_WELCOME "welcome"
 #define PHOS_F_WELCOME_NODE "node" /* string */
 #define PHOS_FRAME_ALLOC "alloc"
 #define PHOS_F_ALLOC_ID "id" /* uint */
 #define PHOS_F_ALLOC_VA "va" /* uint */
 #define PHOS_F_ALLOC_SIZE "size" /* uint */
+#define PHOS_F_ALLOC_KIND "kind" /* optional one of slab|app */
 #define PHOS_FRAME_FREE "free"
 #define PHOS_F_FREE_ID "id" /* uint */
 #define PHOS_FRAME_REQ "req"
 #define PHOS_F_REQ_ID "id" /* uint */
 #define PHOS_F_REQ_OP "op" /* one of status|hash-round|stream-out|snapshot|freeze|thaw|gate|rollback */
 #define PHOS_F_REQ_CHUNKS "chunks" /* optional array of uint */
+#define PHOS_F_REQ_ALLOCIDS "allocIds" /* optional array of uint */
+#define PHOS_F_REQ_PENDING "pending" /* optional array of uint */
 #define PHOS_FRAME_REP "rep"
 #define PHOS_F_REP_ID "id" /* uint */
 #define PHOS_F_REP_OK "ok" /* bool */

@@ -80,6 +80,10 @@ Napi::Value guard(const Napi::CallbackInfo& info, const std::function<Napi::Valu
     return body();
   } catch (const Failure& f) {
     throw to_js_error(info.Env(), f);
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {  // node-addon-api converts only Napi::Error; anything else would abort
+    throw to_js_error(info.Env(), Failure(PHOS_ERR_INTERNAL, std::string("pccl: ") + e.what()));
   }
 }
 
