@@ -3,6 +3,7 @@
 // fd back that the app re-imports after dropping its own mapping, as a thaw does.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -131,5 +132,25 @@ describe('pccl keeper (cudasim)', () => {
     expect(String(bad.details.cudaError)).toMatch(/^CUDA_ERROR_/);
     expect(bad.message).toContain(String(bad.details.cudaError));
     await pccl.keeperRelease(s.id);
+  });
+
+  it('moves chunks larger than its 8 MiB staging buffer to and from device memory intact', async () => {
+    const big = randomBytes(10 << 20);
+    const src = join(dir, 'big.bin');
+    writeFileSync(src, big);
+    const fd = openSync(src, 'r');
+    const host = pccl.mapFd(fd, big.length, false);
+    closeSync(fd);
+    const [hash] = (await pccl.writeChunks({ src: host, items: [{ offset: 0, length: big.length, path: join(dir, 'big.copy') }] })).hashes;
+    pccl.unmap(host);
+
+    const spare = await pccl.keeperSpare(13 << 20); // rounds up to 14 MiB
+    const at = (2 << 20) + 8; // unaligned, spanning granules
+    await pccl.readChunks({ dst: spare.id, items: [{ offset: at, length: big.length, path: src, hash: hash! }] });
+    const out = join(dir, 'big.out');
+    const back = await pccl.writeChunks({ src: spare.id, items: [{ offset: at, length: big.length, path: out }] });
+    expect(back.hashes[0]).toBe(hash);
+    expect(readFileSync(out).equals(big)).toBe(true);
+    await pccl.keeperRelease(spare.id);
   });
 });
