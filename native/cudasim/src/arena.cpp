@@ -29,12 +29,14 @@ void *mmap_noreplace(uintptr_t addr, size_t size) {
   return p;
 }
 
-// First fit in the region's free list, aligned.
-bool take_free(size_t size, size_t align, uintptr_t *out) {
+// First fit in [lo, hi) of the region's free list, aligned.
+bool take_free(size_t size, size_t align, uintptr_t lo, uintptr_t hi, uintptr_t *out) {
   State &s = state();
-  for (auto it = s.free_va.begin(); it != s.free_va.end(); ++it) {
-    uintptr_t start = align_up(it->first, align);
-    uintptr_t end = it->first + it->second;
+  auto it = s.free_va.upper_bound(lo);
+  if (it != s.free_va.begin()) --it;
+  for (; it != s.free_va.end() && it->first < hi; ++it) {
+    uintptr_t start = align_up(std::max<uintptr_t>(it->first, lo), align);
+    uintptr_t end = std::min<uintptr_t>(it->first + it->second, hi);
     if (start + size > end || start + size < start) continue;
     uintptr_t fstart = it->first;
     s.free_va.erase(it);
@@ -92,7 +94,8 @@ State &state() {
 void init_region() {
   State &s = state();
   const Options &o = options();
-  s.region_size = std::max<size_t>(o.mem_bytes * 16, size_t{64} << 30);
+  s.sub_size = align_up(std::max<size_t>(o.mem_bytes * 16, size_t{64} << 30), kGranularity);
+  s.region_size = s.sub_size * static_cast<size_t>(std::max(1, device_count()));
   uintptr_t base = o.va_base;
   void *p = mmap_noreplace(base, s.region_size);
   if (!p) {
@@ -119,7 +122,7 @@ void placeholder(uintptr_t va, size_t size) {
   if (p == MAP_FAILED) CUSIM_ERROR("cannot re-reserve 0x%lx: %s", va, strerror(errno));
 }
 
-CUresult reserve(size_t size, size_t align, uintptr_t hint, uintptr_t *out) {
+CUresult reserve(size_t size, size_t align, uintptr_t hint, int dev, uintptr_t *out) {
   State &s = state();
   align = std::max(align, kGranularity);
   if (hint && hint % kPage == 0) {
@@ -130,7 +133,8 @@ CUresult reserve(size_t size, size_t align, uintptr_t hint, uintptr_t *out) {
     }
   }
   // Hint taken or absent: another address with success, like the real driver.
-  if (!take_free(size, align, out)) return CUDA_ERROR_OUT_OF_MEMORY;
+  uintptr_t lo = s.region_base + s.sub_size * static_cast<size_t>(dev);
+  if (!take_free(size, align, lo, lo + s.sub_size, out)) return CUDA_ERROR_OUT_OF_MEMORY;
   s.reservations[*out] = Reservation{size, false};
   return CUDA_SUCCESS;
 }
@@ -149,7 +153,8 @@ CUresult unreserve(uintptr_t va, size_t size) {
 
 CUresult create_phys(size_t size, const CUmemAllocationProp &prop, Phys **out) {
   State &s = state();
-  if (s.used + size > options().mem_bytes) return CUDA_ERROR_OUT_OF_MEMORY;
+  const int dev = prop.location.id;
+  if (s.used[dev] + size > options().mem_bytes) return CUDA_ERROR_OUT_OF_MEMORY;
   int fd = memfd_create("cudasim-device", MFD_CLOEXEC);
   if (fd < 0 || ftruncate(fd, static_cast<off_t>(size)) != 0) {
     CUSIM_ERROR("memfd for %zu bytes failed: %s", size, strerror(errno));
@@ -161,7 +166,8 @@ CUresult create_phys(size_t size, const CUmemAllocationProp &prop, Phys **out) {
   p->fd = fd;
   p->size = size;
   p->prop = prop;
-  s.used += size;
+  p->device = dev;
+  s.used[dev] += size;
   *out = p.get();
   s.phys[p->handle] = std::move(p);
   return CUDA_SUCCESS;
@@ -192,7 +198,7 @@ void drop_phys_if_unused(Phys *p) {
   State &s = state();
   if (p->fd >= 0) close(p->fd);
   if (p->saved) munmap(p->saved, p->size);
-  if (!p->imported) s.used -= p->size;
+  if (!p->imported) s.used[p->device] -= p->size;
   s.phys.erase(p->handle);
 }
 
@@ -221,7 +227,15 @@ CUresult map(uintptr_t va, size_t size, size_t offset, Phys *p, int prot, Mappin
   }
   if (p->fd < 0 || !map_fd(p, va, size, offset, prot)) return CUDA_ERROR_OUT_OF_MEMORY;
   Mapping &m = s.mappings[va];
-  m = Mapping{va, size, offset, p, prot, 0, s.next_buffer_id++};
+  m = Mapping{};
+  m.va = va;
+  m.size = size;
+  m.offset = offset;
+  m.phys = p;
+  m.prot = prot;
+  m.buffer_id = s.next_buffer_id++;
+  if (prot != PROT_NONE)  // cuMemAlloc: the owning device (others reach it through peer access)
+    m.access[p->device] = static_cast<unsigned char>(prot);
   p->map_count++;
   if (out) *out = &m;
   return CUDA_SUCCESS;
@@ -248,7 +262,7 @@ CUresult unmap(uintptr_t va, size_t size) {
   return CUDA_SUCCESS;
 }
 
-CUresult set_access(uintptr_t va, size_t size, int prot) {
+CUresult set_access(uintptr_t va, size_t size, int dev, int prot) {
   State &s = state();
   uintptr_t end = va + size, cur = va;
   auto it = s.mappings.find(va);
@@ -258,9 +272,12 @@ CUresult set_access(uintptr_t va, size_t size, int prot) {
   }
   if (cur != end) return CUDA_ERROR_INVALID_VALUE;
   for (it = s.mappings.find(va); it != s.mappings.end() && it->first < end; ++it) {
-    it->second.prot = prot;
+    it->second.access[dev] = static_cast<unsigned char>(prot);
+    int any = PROT_NONE;
+    for (unsigned char a : it->second.access) any |= a;
+    it->second.prot = any;
     if (!it->second.phys->saved)  // while checkpointed the new access applies at restore
-      mprotect(reinterpret_cast<void *>(it->first), it->second.size, prot);
+      mprotect(reinterpret_cast<void *>(it->first), it->second.size, any);
   }
   return CUDA_SUCCESS;
 }

@@ -2,6 +2,7 @@
 // cuCtxSynchronize and the context queries the runtime makes at start-up.
 #include "context.h"
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <vector>
@@ -12,7 +13,7 @@ namespace phos::cudasim {
 namespace {
 
 std::mutex &g_ctx_mutex = *new std::mutex;  // leaked: used during exit
-CUctx_st *g_primary = nullptr;
+CUctx_st *g_primary[kMaxGpus] = {};
 std::atomic<unsigned long long> g_next_ctx_id{1};
 thread_local std::vector<CUcontext> t_stack;
 
@@ -29,15 +30,29 @@ bool valid_ctx(CUcontext c) { return has_magic(c, Magic::context); }
 
 CUresult check_device(CUdevice dev) {
   if (CUresult r = require_init()) return r;
-  return dev == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
+  return valid_device(dev) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
 }
 
 }  // namespace
 
-CUcontext primary_context() {
+CUcontext primary_context(CUdevice dev) {
+  if (dev < 0 || dev >= kMaxGpus) dev = 0;
   std::lock_guard lk(g_ctx_mutex);
-  if (!g_primary) g_primary = make_ctx(0, 0, true);
-  return g_primary;
+  if (!g_primary[dev]) g_primary[dev] = make_ctx(dev, 0, true);
+  return g_primary[dev];
+}
+
+CUdevice current_device() {
+  CUcontext c = current_context();
+  return c ? c->device : 0;
+}
+
+bool peer_enabled(CUcontext from, CUdevice owner) {
+  if (!from || from->device == owner) return true;
+  std::lock_guard lk(g_ctx_mutex);
+  for (CUcontext p : from->peers)
+    if (valid_ctx(p) && p->device == owner) return true;
+  return false;
 }
 
 CUcontext current_context() { return t_stack.empty() ? nullptr : t_stack.back(); }
@@ -55,7 +70,7 @@ CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev) {
   CUSIM_API_ENTER();
   if (CUresult r = check_device(dev)) return r;
   if (!pctx) return CUDA_ERROR_INVALID_VALUE;
-  CUcontext c = primary_context();
+  CUcontext c = primary_context(dev);
   std::lock_guard lk(g_ctx_mutex);
   c->refs++;
   *pctx = c;
@@ -65,7 +80,7 @@ CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev) {
 CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev) {
   CUSIM_API_ENTER();
   if (CUresult r = check_device(dev)) return r;
-  CUcontext c = primary_context();
+  CUcontext c = primary_context(dev);
   std::lock_guard lk(g_ctx_mutex);
   if (c->refs == 0) return CUDA_ERROR_INVALID_CONTEXT;
   c->refs--;
@@ -77,7 +92,7 @@ CUresult cuDevicePrimaryCtxRelease(CUdevice dev) { return cuDevicePrimaryCtxRele
 CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int *flags, int *active) {
   if (CUresult r = check_device(dev)) return r;
   if (!flags || !active) return CUDA_ERROR_INVALID_VALUE;
-  CUcontext c = primary_context();
+  CUcontext c = primary_context(dev);
   std::lock_guard lk(g_ctx_mutex);
   *flags = c->flags;
   *active = c->refs > 0;
@@ -86,7 +101,7 @@ CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int *flags, int *acti
 
 CUresult cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags) {
   if (CUresult r = check_device(dev)) return r;
-  CUcontext c = primary_context();
+  CUcontext c = primary_context(dev);
   std::lock_guard lk(g_ctx_mutex);
   c->flags = flags;
   return CUDA_SUCCESS;
@@ -166,6 +181,10 @@ CUresult cuCtxDestroy_v2(CUcontext ctx) {
   if (!valid_ctx(ctx) || ctx->primary) return CUDA_ERROR_INVALID_CONTEXT;
   synchronize_all_streams();
   std::erase(t_stack, ctx);
+  {
+    std::lock_guard lk(g_ctx_mutex);
+    ctx->peers.clear();
+  }
   ctx->magic = Magic::dead;  // handle memory is kept: a stale handle must read as invalid, not crash
   return CUDA_SUCCESS;
 }
@@ -267,3 +286,31 @@ CUresult cuCtxGetCacheConfig(CUfunc_cache *pconfig) {
 }
 
 CUresult cuCtxSetCacheConfig(CUfunc_cache) { return require_context(); }
+
+// Peer access: directional, from the current context to peerContext's device. The same device is
+// CUDA_ERROR_INVALID_DEVICE; twice is ALREADY_ENABLED; disabling what was never enabled is NOT_ENABLED.
+CUresult cuCtxEnablePeerAccess(CUcontext peerContext, unsigned int Flags) {
+  CUSIM_API_ENTER();
+  if (CUresult r = require_context()) return r;
+  if (Flags != 0) return CUDA_ERROR_INVALID_VALUE;
+  if (!valid_ctx(peerContext)) return CUDA_ERROR_INVALID_CONTEXT;
+  CUcontext cur = current_context();
+  if (peerContext->device == cur->device) return CUDA_ERROR_INVALID_DEVICE;
+  std::lock_guard lk(g_ctx_mutex);
+  for (CUcontext p : cur->peers)
+    if (p == peerContext) return CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED;
+  cur->peers.push_back(peerContext);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuCtxDisablePeerAccess(CUcontext peerContext) {
+  CUSIM_API_ENTER();
+  if (CUresult r = require_context()) return r;
+  if (!valid_ctx(peerContext)) return CUDA_ERROR_INVALID_CONTEXT;
+  CUcontext cur = current_context();
+  std::lock_guard lk(g_ctx_mutex);
+  auto it = std::find(cur->peers.begin(), cur->peers.end(), peerContext);
+  if (it == cur->peers.end()) return CUDA_ERROR_PEER_ACCESS_NOT_ENABLED;
+  cur->peers.erase(it);
+  return CUDA_SUCCESS;
+}

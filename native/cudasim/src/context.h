@@ -1,6 +1,8 @@
-// Contexts: one primary context per device plus cuCtxCreate'd ones; all share the process's single
-// simulated device (memory and streams are not scoped per context).
+// Contexts: one primary context per device plus cuCtxCreate'd ones. Memory belongs to a device (not
+// scoped per context); a context carries its device and the peer contexts it enabled access to.
 #pragma once
+
+#include <vector>
 
 #include "internal.h"
 
@@ -11,11 +13,16 @@ struct CUctx_st {
   bool primary = false;
   int refs = 0;         // primary: retain count
   unsigned long long id = 0;
+  std::vector<CUcontext> peers;  // cuCtxEnablePeerAccess'ed from this one (under the context mutex)
 };
 
 namespace phos::cudasim {
 
 CUcontext current_context();  // top of the calling thread's stack, or nullptr
-CUcontext primary_context();  // the device's primary context (exists after cuInit)
+CUcontext primary_context(CUdevice dev = 0);  // the device's primary context (created on demand)
+CUdevice current_device();    // the current context's device, or 0 without one
+// True when `from` may touch memory owned by `owner`: same device, or peer access enabled from
+// `from` to a context of `owner`.
+bool peer_enabled(CUcontext from, CUdevice owner);
 
 }  // namespace phos::cudasim

@@ -125,6 +125,15 @@ CUresult copy_2d(const CUDA_MEMCPY2D *p, CUstream h, bool per_thread, Mode mode)
   return CUDA_SUCCESS;
 }
 
+// cuMemcpyPeer(Async): both sides device memory, both contexts valid. Peer access need not be enabled
+// (the driver stages through the host then); on the sim every copy is a CPU memmove either way.
+CUresult peer(CUdeviceptr d, CUcontext dc, CUdeviceptr s, CUcontext sc, size_t n, CUstream st,
+              bool per_thread, Mode mode) {
+  if (CUresult r = require_init()) return r;
+  if (!has_magic(dc, Magic::context) || !has_magic(sc, Magic::context)) return CUDA_ERROR_INVALID_CONTEXT;
+  return copy({ptr(d), ptr(s), n, true, true}, st, per_thread, mode);
+}
+
 }  // namespace
 
 // clang-format off
@@ -144,10 +153,10 @@ CUresult cuMemcpy(CUdeviceptr d, CUdeviceptr s, size_t n) { return copy(unified(
 CUresult cuMemcpy_ptds(CUdeviceptr d, CUdeviceptr s, size_t n) { return copy(unified(d, s, n), nullptr, true, Mode::sync); }
 CUresult cuMemcpyAsync(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream st) { return copy(unified(d, s, n), st, false, Mode::async); }
 CUresult cuMemcpyAsync_ptsz(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream st) { return copy(unified(d, s, n), st, true, Mode::async); }
-CUresult cuMemcpyPeer(CUdeviceptr d, CUcontext, CUdeviceptr s, CUcontext, size_t n) { return copy(unified(d, s, n), nullptr, false, Mode::sync); }
-CUresult cuMemcpyPeer_ptds(CUdeviceptr d, CUcontext, CUdeviceptr s, CUcontext, size_t n) { return copy(unified(d, s, n), nullptr, true, Mode::sync); }
-CUresult cuMemcpyPeerAsync(CUdeviceptr d, CUcontext, CUdeviceptr s, CUcontext, size_t n, CUstream st) { return copy(unified(d, s, n), st, false, Mode::async); }
-CUresult cuMemcpyPeerAsync_ptsz(CUdeviceptr d, CUcontext, CUdeviceptr s, CUcontext, size_t n, CUstream st) { return copy(unified(d, s, n), st, true, Mode::async); }
+CUresult cuMemcpyPeer(CUdeviceptr d, CUcontext dc, CUdeviceptr s, CUcontext sc, size_t n) { return peer(d, dc, s, sc, n, nullptr, false, Mode::sync); }
+CUresult cuMemcpyPeer_ptds(CUdeviceptr d, CUcontext dc, CUdeviceptr s, CUcontext sc, size_t n) { return peer(d, dc, s, sc, n, nullptr, true, Mode::sync); }
+CUresult cuMemcpyPeerAsync(CUdeviceptr d, CUcontext dc, CUdeviceptr s, CUcontext sc, size_t n, CUstream st) { return peer(d, dc, s, sc, n, st, false, Mode::async); }
+CUresult cuMemcpyPeerAsync_ptsz(CUdeviceptr d, CUcontext dc, CUdeviceptr s, CUcontext sc, size_t n, CUstream st) { return peer(d, dc, s, sc, n, st, true, Mode::async); }
 
 CUresult cuMemcpy2D_v2(const CUDA_MEMCPY2D *p) { return copy_2d(p, nullptr, false, Mode::sync); }
 CUresult cuMemcpy2D_v2_ptds(const CUDA_MEMCPY2D *p) { return copy_2d(p, nullptr, true, Mode::sync); }

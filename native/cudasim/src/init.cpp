@@ -15,6 +15,7 @@ std::atomic<bool> g_initialized{false};
 std::once_flag g_init_once;
 
 void init_once() {
+  init_devices();
   {
     arena::State &s = arena::state();
     std::lock_guard lk(s.m);
@@ -39,7 +40,7 @@ CUresult cuInit(unsigned int Flags) {
   if (Flags != 0) return CUDA_ERROR_INVALID_VALUE;
   CUSIM_API_ENTER();
   std::call_once(g_init_once, init_once);
-  return CUDA_SUCCESS;
+  return device_count() > 0 ? CUDA_SUCCESS : CUDA_ERROR_NO_DEVICE;
 }
 
 CUresult cuDriverGetVersion(int *driverVersion) {

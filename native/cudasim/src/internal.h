@@ -36,6 +36,22 @@ constexpr size_t kPage = 4096;
 
 inline size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
+constexpr int kMaxGpus = 16;  // PHOS_SIM_GPUS upper bound
+
+// ---- device.cpp: the process's devices ----
+// Ordinals are the process's view (after CUDA_VISIBLE_DEVICES); each names a physical sim GPU
+// (0 .. PHOS_SIM_GPUS-1) whose UUID and PCI bus id derive from the machine id and its index. A restore
+// with GPU pairs re-points ordinals at other physical GPUs; everything else in the process (memory,
+// contexts, VA sub-regions) is keyed by ordinal and stays as it was.
+int device_count();                      // visible devices (0 before cuInit, or when none are visible)
+int physical_gpu(CUdevice ordinal);      // pre: 0 <= ordinal < device_count()
+CUuuid physical_uuid(int phys);
+bool valid_device(CUdevice ordinal);
+void init_devices();                     // at cuInit; once
+// Restore with GPU pairs (old UUID -> new UUID): every visible device must be mapped, no old or new
+// UUID twice, every new UUID a sim GPU of this machine; else CUDA_ERROR_INVALID_VALUE and nothing changes.
+CUresult remap_devices(const CUuuid *olds, const CUuuid *news, unsigned count);
+
 // ---- init.cpp ----
 bool initialized();
 CUresult require_init();     // NOT_INITIALIZED before cuInit

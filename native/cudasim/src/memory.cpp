@@ -63,19 +63,22 @@ CUresult host_register(void *p, size_t size, unsigned flags) {
 CUresult alloc_device(size_t bytes, CUdeviceptr *dptr) {
   size_t size = align_up(bytes, kPage);
   size_t align = size >= kGranularity ? kGranularity : kPage;
+  const CUdevice dev = current_device();
   arena::State &s = arena::state();
   std::lock_guard lk(s.m);
   uintptr_t va;
-  if (CUresult r = arena::reserve(size, align, 0, &va)) return r;
+  if (CUresult r = arena::reserve(size, align, 0, dev, &va)) return r;
   CUmemAllocationProp prop{};
   prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
   prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = dev;
   arena::Phys *p;
   if (CUresult r = arena::create_phys(size, prop, &p)) {
     arena::unreserve(va, size);
     return r;
   }
   p->from_alloc = true;
+  p->ctx = current_context() ? current_context() : primary_context(dev);
   p->handle_refs = 0;  // no handle the app could release: the mapping owns it
   arena::Mapping *m;
   if (CUresult r = arena::map(va, size, 0, p, PROT_READ | PROT_WRITE, &m)) {
@@ -154,7 +157,7 @@ CUresult cuMemGetInfo_v2(size_t *free, size_t *total) {
   arena::State &s = arena::state();
   std::lock_guard lk(s.m);
   *total = options().mem_bytes;
-  *free = *total - s.used;
+  *free = *total - s.used[current_device()];
   return CUDA_SUCCESS;
 }
 
@@ -224,13 +227,15 @@ namespace {
 
 CUresult device_attribute(void *data, CUpointer_attribute a, const arena::Mapping &m) {
   switch (a) {
-    case CU_POINTER_ATTRIBUTE_CONTEXT: *static_cast<CUcontext *>(data) = primary_context(); break;
+    case CU_POINTER_ATTRIBUTE_CONTEXT:
+      *static_cast<CUcontext *>(data) = m.phys->ctx ? m.phys->ctx : primary_context(m.phys->device);
+      break;
     case CU_POINTER_ATTRIBUTE_MEMORY_TYPE:
       *static_cast<unsigned *>(data) = CU_MEMORYTYPE_DEVICE; break;
     case CU_POINTER_ATTRIBUTE_DEVICE_POINTER: break;  // filled by caller
     case CU_POINTER_ATTRIBUTE_HOST_POINTER: *static_cast<void **>(data) = nullptr; break;
     case CU_POINTER_ATTRIBUTE_IS_MANAGED: *static_cast<int *>(data) = 0; break;
-    case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL: *static_cast<int *>(data) = 0; break;
+    case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL: *static_cast<int *>(data) = m.phys->device; break;
     case CU_POINTER_ATTRIBUTE_BUFFER_ID: *static_cast<unsigned long long *>(data) = m.buffer_id; break;
     case CU_POINTER_ATTRIBUTE_RANGE_START_ADDR: *static_cast<CUdeviceptr *>(data) = m.va; break;
     case CU_POINTER_ATTRIBUTE_RANGE_SIZE:
@@ -240,8 +245,8 @@ CUresult device_attribute(void *data, CUpointer_attribute a, const arena::Mappin
       *static_cast<int *>(data) = 0; break;  // cuIpc* is not simulated
     case CU_POINTER_ATTRIBUTE_ALLOWED_HANDLE_TYPES:
       *static_cast<unsigned long long *>(data) = m.phys->prop.requestedHandleTypes; break;
-    case CU_POINTER_ATTRIBUTE_ACCESS_FLAGS:
-      *static_cast<unsigned *>(data) = m.prot & PROT_WRITE ? CU_POINTER_ATTRIBUTE_ACCESS_FLAG_READWRITE
+    case CU_POINTER_ATTRIBUTE_ACCESS_FLAGS:  // as seen from the current context's device
+      *static_cast<unsigned *>(data) = m.access[current_device()] & PROT_WRITE ? CU_POINTER_ATTRIBUTE_ACCESS_FLAG_READWRITE
                                                             : CU_POINTER_ATTRIBUTE_ACCESS_FLAG_READ;
       break;
     case CU_POINTER_ATTRIBUTE_SYNC_MEMOPS: *static_cast<int *>(data) = 1; break;
@@ -253,9 +258,9 @@ CUresult device_attribute(void *data, CUpointer_attribute a, const arena::Mappin
 
 CUresult host_attribute(void *data, CUpointer_attribute a, uintptr_t base, size_t size) {
   switch (a) {
-    case CU_POINTER_ATTRIBUTE_CONTEXT: *static_cast<CUcontext *>(data) = primary_context(); break;
+    case CU_POINTER_ATTRIBUTE_CONTEXT: *static_cast<CUcontext *>(data) = primary_context(current_device()); break;
     case CU_POINTER_ATTRIBUTE_MEMORY_TYPE: *static_cast<unsigned *>(data) = CU_MEMORYTYPE_HOST; break;
-    case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL: *static_cast<int *>(data) = 0; break;
+    case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL: *static_cast<int *>(data) = current_device(); break;
     case CU_POINTER_ATTRIBUTE_RANGE_START_ADDR: *static_cast<CUdeviceptr *>(data) = base; break;
     case CU_POINTER_ATTRIBUTE_RANGE_SIZE: *static_cast<size_t *>(data) = size; break;
     case CU_POINTER_ATTRIBUTE_MAPPED: *static_cast<int *>(data) = 1; break;

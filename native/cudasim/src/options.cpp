@@ -56,7 +56,7 @@ Options load() {
   const char *k = getenv("PHOS_SIM_KERNELS");
   o.kernels = k ? k : "";
   o.gpus = static_cast<int>(parse_size("PHOS_SIM_GPUS", 1));
-  if (o.gpus != 1) {
+  if (o.gpus < 1 || o.gpus > 16) {
     warn_bad("PHOS_SIM_GPUS", getenv("PHOS_SIM_GPUS"));
     o.gpus = 1;
   }

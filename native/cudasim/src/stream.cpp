@@ -51,7 +51,7 @@ std::shared_ptr<CUstream_st> make_stream(CUstream_st::Kind kind, unsigned flags,
   s->priority = priority;
   s->id = g_next_stream_id++;
   s->self = s;
-  s->ctx = current_context() ? current_context() : primary_context();
+  s->ctx = current_context() ? current_context() : primary_context(0);
   std::lock_guard lk(reg().m);
   reg().streams.push_back(s);
   return s;
@@ -326,10 +326,10 @@ CUresult cuStreamGetCtx_ptsz(CUstream h, CUcontext *c) {
   return get(h, true, c, [](CUstream_st *s) { return s->ctx; });
 }
 CUresult cuStreamGetDevice(CUstream h, CUdevice *d) {
-  return get(h, false, d, [](CUstream_st *) { return CUdevice{0}; });
+  return get(h, false, d, [](CUstream_st *s) { return s->kind == CUstream_st::Kind::user ? s->ctx->device : current_device(); });
 }
 CUresult cuStreamGetDevice_ptsz(CUstream h, CUdevice *d) {
-  return get(h, true, d, [](CUstream_st *) { return CUdevice{0}; });
+  return get(h, true, d, [](CUstream_st *s) { return s->kind == CUstream_st::Kind::user ? s->ctx->device : current_device(); });
 }
 CUresult cuStreamIsCapturing(CUstream h, CUstreamCaptureStatus *st) { return is_capturing(h, st, false); }
 CUresult cuStreamIsCapturing_ptsz(CUstream h, CUstreamCaptureStatus *st) {

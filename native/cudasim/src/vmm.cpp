@@ -6,15 +6,19 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "context.h"
 #include "stream.h"
 
 using namespace phos::cudasim;
 
 namespace {
 
-bool valid_prop(const CUmemAllocationProp *prop) {
-  return prop && prop->type == CU_MEM_ALLOCATION_TYPE_PINNED &&
-         prop->location.type == CU_MEM_LOCATION_TYPE_DEVICE && prop->location.id == 0;
+// INVALID_VALUE for a malformed prop, INVALID_DEVICE for a device ordinal the process does not have.
+CUresult check_prop(const CUmemAllocationProp *prop) {
+  if (!prop || prop->type != CU_MEM_ALLOCATION_TYPE_PINNED ||
+      prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+    return CUDA_ERROR_INVALID_VALUE;
+  return valid_device(prop->location.id) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
 }
 
 bool aligned(size_t v) { return v % kGranularity == 0; }
@@ -38,7 +42,8 @@ int prot_of(CUmemAccess_flags f) {
 CUresult cuMemGetAllocationGranularity(size_t *granularity, const CUmemAllocationProp *prop,
                                        CUmemAllocationGranularity_flags) {
   if (CUresult r = require_init()) return r;
-  if (!granularity || !valid_prop(prop)) return CUDA_ERROR_INVALID_VALUE;
+  if (!granularity) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult r = check_prop(prop)) return r;
   *granularity = kGranularity;  // minimum = recommended on H200
   return CUDA_SUCCESS;
 }
@@ -52,7 +57,7 @@ CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment, CU
   arena::State &s = arena::state();
   std::lock_guard lk(s.m);
   uintptr_t va;
-  if (CUresult r = arena::reserve(size, alignment, addr, &va)) return r;
+  if (CUresult r = arena::reserve(size, alignment, addr, current_device(), &va)) return r;
   *ptr = va;
   return CUDA_SUCCESS;
 }
@@ -69,7 +74,8 @@ CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CU
                      unsigned long long flags) {
   CUSIM_API_ENTER();
   if (CUresult r = require_context()) return r;
-  if (!handle || size == 0 || !aligned(size) || flags || !valid_prop(prop)) return CUDA_ERROR_INVALID_VALUE;
+  if (!handle || size == 0 || !aligned(size) || flags) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult r = check_prop(prop)) return r;
   arena::State &s = arena::state();
   std::lock_guard lk(s.m);
   arena::Phys *p;
@@ -120,27 +126,32 @@ CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *des
   CUSIM_API_ENTER();
   if (CUresult r = require_context()) return r;
   if (!desc || count == 0 || size == 0) return CUDA_ERROR_INVALID_VALUE;
-  int prot = PROT_NONE;
-  for (size_t i = 0; i < count; i++) {
-    if (desc[i].location.type != CU_MEM_LOCATION_TYPE_DEVICE || desc[i].location.id != 0)
+  for (size_t i = 0; i < count; i++) {  // all checked before any applies
+    if (desc[i].location.type != CU_MEM_LOCATION_TYPE_DEVICE || !valid_device(desc[i].location.id))
       return CUDA_ERROR_INVALID_DEVICE;
-    prot = prot_of(desc[i].flags);
   }
+  // Each listed device gets its flags; devices not listed keep theirs.
   arena::State &s = arena::state();
   std::lock_guard lk(s.m);
-  return arena::set_access(ptr, size, prot);
+  for (size_t i = 0; i < count; i++) {
+    if (CUresult r = arena::set_access(ptr, size, desc[i].location.id, prot_of(desc[i].flags))) return r;
+  }
+  return CUDA_SUCCESS;
 }
 
 CUresult cuMemGetAccess(unsigned long long *flags, const CUmemLocation *location, CUdeviceptr ptr) {
   if (CUresult r = require_init()) return r;
   if (!flags || !location) return CUDA_ERROR_INVALID_VALUE;
+  if (location->type != CU_MEM_LOCATION_TYPE_DEVICE || !valid_device(location->id))
+    return CUDA_ERROR_INVALID_DEVICE;
   arena::State &s = arena::state();
   std::lock_guard lk(s.m);
   const arena::Mapping *m = arena::find_mapping(ptr);
   if (!m) return CUDA_ERROR_INVALID_VALUE;
-  *flags = m->prot & PROT_WRITE ? CU_MEM_ACCESS_FLAGS_PROT_READWRITE
-           : m->prot & PROT_READ ? CU_MEM_ACCESS_FLAGS_PROT_READ
-                                 : CU_MEM_ACCESS_FLAGS_PROT_NONE;
+  int prot = m->access[location->id];
+  *flags = prot & PROT_WRITE ? CU_MEM_ACCESS_FLAGS_PROT_READWRITE
+           : prot & PROT_READ ? CU_MEM_ACCESS_FLAGS_PROT_READ
+                              : CU_MEM_ACCESS_FLAGS_PROT_NONE;
   return CUDA_SUCCESS;
 }
 
@@ -196,6 +207,8 @@ CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle, vo
   std::lock_guard lk(s.m);
   arena::Phys *p;
   if (CUresult r = arena::import_phys(static_cast<int>(reinterpret_cast<intptr_t>(osHandle)), &p)) return r;
+  p->device = current_device();  // the fd does not say; the importer's device owns it here
+  p->prop.location.id = p->device;
   *handle = p->handle;
   return CUDA_SUCCESS;
 }
