@@ -22,6 +22,16 @@ export const MESSAGE_SCHEMAS = {
     v: s.uint(), node, host: s.string(), dataAddr: s.string(), gpus: s.array(gpu),
     simulated: s.bool(), driverVersion: s.uint(), agentVersion: s.string(),
   }),
+  /** KV record under nodes/<node>: what the node registered plus liveness kept by the coordinator. */
+  'node-record': s.object({
+    v: s.uint(), node, host: s.string(), dataAddr: s.string(), gpus: s.array(gpu),
+    simulated: s.bool(), driverVersion: s.uint(), agentVersion: s.string(),
+    registeredAt: s.uint(), lastSeen: s.uint(), alive: s.bool(),
+  }),
+  /** KV record under processes/<node>.<pid>, written by the agent that manages the process. */
+  'process-record': s.object({
+    v: s.uint(), node, pid: s.uint(), job: s.string(), device: s.uint(), gpuBytes: s.uint(), startedAt: s.uint(),
+  }),
   /** agent -> everyone (`hb.<node>`), every few seconds. */
   heartbeat: s.object({ v: s.uint(), node, at: s.uint(), processes: s.uint() }),
   /** cli -> coordinator (`coord.migrate`). */

@@ -23,6 +23,8 @@ const sampleFrames: Frame[] = [
 const sampleMessages: { [T in MessageType]: Message<T> } = {
   'node-register': { v, node: 'gpu-1', host: 'h', dataAddr: '10.0.0.1:7000', gpus: [{ index: 0, uuid: 'GPU-x', model: 'H200', memBytes: 2 ** 37, freeBytes: 2 ** 36 }], simulated: true, driverVersion: 13000, agentVersion: '0.1.0' },
   heartbeat: { v, node: 'gpu-1', at: Date.now(), processes: 2 },
+  'node-record': { v, node: 'gpu-1', host: 'h', dataAddr: '10.0.0.1:7000', gpus: [], simulated: true, driverVersion: 13000, agentVersion: '0.1.0', registeredAt: 1, lastSeen: 2, alive: true },
+  'process-record': { v, node: 'gpu-1', pid: 4242, job: 'train', device: 0, gpuBytes: 2 ** 34, startedAt: 3 },
   'migrate-request': { v, pid: 77, from: 'a', to: 'b', bandwidthBytesPerSec: null, maxDowntimeMs: 1000, timeoutMs: 600_000, mode: 'auto' },
   'migrate-accepted': { v, id: 'm-1' },
   'cancel-request': { v, id: 'm-1' },

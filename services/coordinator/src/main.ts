@@ -1,0 +1,9 @@
+// Starts a coordinator process: NATS_URL (or --nats) and PHOS_LOG_LEVEL from the environment.
+import { parseArgs } from 'node:util';
+import { createLogger } from '../../../common/src/index.ts';
+import { Coordinator } from './coordinator.ts';
+
+const { values } = parseArgs({ options: { nats: { type: 'string' }, 'heartbeat-ms': { type: 'string' } } });
+const log = createLogger({ service: 'coordinator' });
+const c = await Coordinator.start({ natsUrl: values.nats, heartbeatMs: values['heartbeat-ms'] ? Number(values['heartbeat-ms']) : undefined }, log);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { void c.stop().then(() => process.exit(0)); });

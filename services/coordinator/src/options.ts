@@ -1,0 +1,32 @@
+// Coordinator options: user-facing fields with defaults, compiled once into a fully resolved form.
+import { PhosError } from '../../../proto/src/index.ts';
+
+export const DEFAULT_HEARTBEAT_MS = 2000;
+export const DEFAULT_MISSED_HEARTBEATS = 3;
+export const DEFAULT_AGENT_TIMEOUT_MS = 10_000;
+
+export interface CoordinatorOptions {
+  /** NATS server URL(s). @default process.env.NATS_URL ?? 'nats://127.0.0.1:4222' */
+  natsUrl?: string;
+  /** How often agents heartbeat. @default DEFAULT_HEARTBEAT_MS */
+  heartbeatMs?: number;
+  /** Heartbeats a node may miss before it is marked down. @default DEFAULT_MISSED_HEARTBEATS */
+  missedHeartbeats?: number;
+  /** How long the coordinator waits for an agent's answer. @default DEFAULT_AGENT_TIMEOUT_MS */
+  agentTimeoutMs?: number;
+}
+
+export type CompiledCoordinatorOptions = Required<CoordinatorOptions>;
+
+export function compileCoordinatorOptions(o: CoordinatorOptions = {}): CompiledCoordinatorOptions {
+  const c: CompiledCoordinatorOptions = {
+    natsUrl: o.natsUrl ?? process.env.NATS_URL ?? 'nats://127.0.0.1:4222',
+    heartbeatMs: o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+    missedHeartbeats: o.missedHeartbeats ?? DEFAULT_MISSED_HEARTBEATS,
+    agentTimeoutMs: o.agentTimeoutMs ?? DEFAULT_AGENT_TIMEOUT_MS,
+  };
+  for (const k of ['heartbeatMs', 'missedHeartbeats', 'agentTimeoutMs'] as const) {
+    if (!Number.isSafeInteger(c[k]) || c[k] <= 0) throw new PhosError('BAD_ARGS', `coordinator option ${k} must be a positive integer, got ${c[k]}`);
+  }
+  return c;
+}
