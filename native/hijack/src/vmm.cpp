@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "agent-link.h"
+#include "diag.h"
 #include "driver.h"
 #include "launch-track.h"
 #include "log.h"
@@ -205,6 +206,8 @@ CUresult new_slab_locked(uint64_t len, Slab** out) {
   *out = s.get();
   B().slabs.push_back(std::move(s));
   g_slab_bytes += size;
+  if (g_slab_bytes > g_vmm_totals.slab_peak_bytes.load(std::memory_order_relaxed))
+    g_vmm_totals.slab_peak_bytes.store(g_slab_bytes, std::memory_order_relaxed);
   agent_alloc_added((*out)->id, va, size, h, "slab");
   PHOS_LOG(debug, "slab %llu at 0x%llx, %llu bytes", (unsigned long long)(*out)->id, (unsigned long long)va,
            (unsigned long long)size);
@@ -234,6 +237,8 @@ CUresult alloc_locked(uint64_t size, CUdeviceptr* p) {
   B().allocs[va] = {size, len, slab, id};
   g_slab_used += len;
   g_alloc_bytes += size;
+  g_vmm_totals.served_allocs.fetch_add(1, std::memory_order_relaxed);
+  g_vmm_totals.served_bytes.fetch_add(size, std::memory_order_relaxed);
   uint32_t first = chunk_of(g_region.base, va), last = chunk_of(g_region.base, va + len - 1);
   chunks_add(va, len, first, last);
   *p = va;
@@ -271,6 +276,7 @@ void note_passthrough(CUdeviceptr p, size_t size) {
   std::lock_guard<std::mutex> lk(g_mu);
   B().passthrough[p] = size;
   g_passthrough_bytes += size;
+  g_vmm_totals.passthrough_bytes.fetch_add(size, std::memory_order_relaxed);
 }
 
 // Removes a driver-served allocation from the books; returns false if it is not one.
@@ -592,6 +598,7 @@ CUresult mem_map(CUdeviceptr p, size_t size, size_t offset, CUmemGenericAllocati
       if (p < it->first + it->second.len) lo = it->first, hi = it->first + it->second.len;
     }
     chunks_add(p, size, chunk_of(g_region.base, lo), chunk_of(g_region.base, hi - 1));
+    g_vmm_totals.app_region_map_bytes.fetch_add(size, std::memory_order_relaxed);
   }
   return r;
 }
