@@ -2,6 +2,13 @@
 import { PhosError } from '../../proto/src/index.ts';
 import { printError } from './output.ts';
 import { doctor, DOCTOR_HELP } from './commands/doctor.ts';
+import { agent, AGENT_HELP } from './commands/agent.ts';
+import { run, RUN_HELP } from './commands/run.ts';
+import { ps, PS_HELP } from './commands/ps.ts';
+import { logs, LOGS_HELP } from './commands/logs.ts';
+import { preDump, PRE_DUMP_HELP } from './commands/pre-dump.ts';
+import { dump, DUMP_HELP } from './commands/dump.ts';
+import { restore, RESTORE_HELP } from './commands/restore.ts';
 
 interface Command {
   summary: string;
@@ -11,6 +18,13 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   doctor: { summary: 'check this machine: CRIU, kernel, NATS, CUDA driver, GPUs', help: DOCTOR_HELP, run: doctor },
+  agent: { summary: 'run the node agent in the foreground', help: AGENT_HELP, run: agent },
+  run: { summary: 'start a command under phos (libphos, reserved pid, captured output)', help: RUN_HELP, run },
+  ps: { summary: 'list the processes the local agent manages', help: PS_HELP, run: ps },
+  logs: { summary: "print a managed process's output (-f to follow)", help: LOGS_HELP, run: logs },
+  'pre-dump': { summary: 'snapshot a running managed process into an image; it keeps running', help: PRE_DUMP_HELP, run: preDump },
+  dump: { summary: 'dump a managed process into an image; it ends once the image is sealed', help: DUMP_HELP, run: dump },
+  restore: { summary: 'restore an image on this node', help: RESTORE_HELP, run: restore },
 };
 
 function usage(): string {
@@ -37,7 +51,8 @@ async function main(argv: string[]): Promise<number> {
   }
   const cmd = COMMANDS[name];
   if (!cmd) throw new PhosError('BAD_ARGS', `unknown command '${name}'`, { remedy: `run 'phos --help' for the list: ${Object.keys(COMMANDS).join(', ')}` });
-  if (rest.includes('--help') || rest.includes('-h')) {
+  const own = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  if (own.includes('--help') || own.includes('-h')) {
     process.stdout.write(cmd.help);
     return 0;
   }

@@ -55,6 +55,10 @@ export function criuLogReason(logPath: string): string {
   return (errors.length ? errors : lines.slice(-4)).map((l) => l.trim()).join(' | ');
 }
 
+function readTail(path: string): string {
+  try { return readFileSync(path, 'utf8').slice(-20000); } catch { return ''; }
+}
+
 async function runCriu(verb: string, args: string[], dir: string, what: string, opts: CriuOptions): Promise<number> {
   const bin = criuBinary(opts);
   const log = `${verb}.log`;
@@ -63,6 +67,10 @@ async function runCriu(verb: string, args: string[], dir: string, what: string, 
   const ms = performance.now() - t0;
   if (r.code !== 0) {
     const logPath = join(dir, log);
+    const reason = criuLogReason(logPath);
+    if (/No space left|ENOSPC|errno 28\b|\(28\)/.test(`${reason}\n${r.out}`) || /No space left/.test(readTail(logPath))) {
+      throw new PhosError('DISK_FULL', `criu ${verb} of ${what}: ${dir} ran out of space (${reason})`, { details: { exit: r.code, log: logPath, dir } });
+    }
     throw new PhosError('CRIU_FAILED', `criu ${verb} of ${what} failed: ${criuLogReason(logPath)}`, {
       remedy: `read ${logPath}`, details: { exit: r.code, log: logPath, output: r.out.slice(-2000) },
     });
@@ -75,12 +83,15 @@ export interface DumpOptions extends CriuOptions {
   dir: string;
   /** Keep the process running after the dump (a pre-dump / snapshot). @default false */
   leaveRunning?: boolean;
+  /** Leave the dumped tasks stopped (SIGSTOP) instead of killing them; the caller kills or resumes. @default false */
+  leaveStopped?: boolean;
 }
 
 /** Dumps the process tree rooted at pid into dir; without leaveRunning criu kills it afterwards. */
 export async function criuDump(o: DumpOptions): Promise<{ ms: number }> {
   const args = ['-t', String(o.pid), '--timeout', String(o.timeoutSec ?? 30)];
   if (o.leaveRunning) args.push('--leave-running');
+  else if (o.leaveStopped) args.push('--leave-stopped');
   return { ms: await runCriu('dump', args, o.dir, `pid ${o.pid}`, o) };
 }
 

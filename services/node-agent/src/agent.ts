@@ -1,0 +1,127 @@
+// The node agent: wires the libphos socket, the keeper, the process registry and the control socket,
+// and answers the CLI's verbs. Standalone (no NATS) for everything local to one node.
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import type { Logger } from '../../../common/src/index.ts';
+import { PROTO_VERSION, PhosError, type ControlRequest, type ProcessInfo } from '../../../proto/src/index.ts';
+import type { CompiledAgentOptions } from './agent-options.ts';
+import { checkpointProcess, type Reporter } from './checkpoint.ts';
+import { ControlServer, type ControlSend } from './control-server.ts';
+import { Keeper } from './keeper.ts';
+import { LibphosLink } from './libphos-link.ts';
+import { ProcessRegistry, type ProcessRecord } from './process-registry.ts';
+import { restoreImage } from './restore.ts';
+
+/** Bytes of log text per `log` line. */
+const LOG_SLICE = 64 << 10;
+const LOG_POLL_MS = 100;
+
+export class Agent {
+  readonly keeper: Keeper;
+  readonly registry: ProcessRegistry;
+  readonly link: LibphosLink;
+  private readonly control: ControlServer;
+  private readonly busy = new Set<number>();
+
+  constructor(readonly o: CompiledAgentOptions, private readonly log: Logger) {
+    // pccl dlopens the driver on first use; PHOS_LIBCUDA names a specific one (cudasim in CI).
+    if (o.libcuda) process.env.PHOS_LIBCUDA = o.libcuda;
+    this.keeper = new Keeper(log.child({ component: 'keeper' }));
+    this.registry = new ProcessRegistry(o, log.child({ component: 'registry' }));
+    this.registry.onEnded = (pid) => {
+      const r = this.registry.find(String(pid));
+      if (r.machine.state !== 'dumping' && r.machine.state !== 'dumped') void this.keeper.releaseAll(pid);
+    };
+    this.link = new LibphosLink(o.socket, this.keeper, {
+      isManaged: (pid) => this.registry.isManaged(pid),
+      onHello: () => {},
+      onClosed: () => {},
+    }, log.child({ component: 'libphos-link' }));
+    this.control = new ControlServer(o.controlSocket, (req, send, signal) => this.handle(req, send, signal), log.child({ component: 'control' }));
+  }
+
+  async start(): Promise<void> {
+    this.link.start();
+    await this.control.start();
+    this.log.info({ node: this.o.node, socket: this.o.socket, control: this.o.controlSocket, stateDir: this.o.stateDir, pids: `${this.o.pidMin}-${this.o.pidMax}` }, 'agent ready');
+  }
+
+  async stop(): Promise<void> {
+    await this.control.stop();
+    this.link.stop();
+    this.registry.stop();
+  }
+
+  private info(r: ProcessRecord): ProcessInfo {
+    return this.registry.info(r, this.link.linked(r.pid), this.keeper.allocations(r.pid).length, this.keeper.bytes(r.pid));
+  }
+
+  private reporter(send: ControlSend): Reporter {
+    const t0 = performance.now();
+    return {
+      phase: (phase, bytesDone = 0, bytesTotal = 0) => send({ t: 'progress', phase, bytesDone, bytesTotal, elapsedMs: performance.now() - t0 }),
+      step: (r) => send({ t: 'step', name: r.name, ms: r.ms, outcome: r.outcome }),
+    };
+  }
+
+  private async exclusive<T>(pid: number, fn: () => Promise<T>): Promise<T> {
+    if (this.busy.has(pid)) throw new PhosError('ILLEGAL_STATE', `pid ${pid} is already being checkpointed`, { remedy: 'wait for the running operation to finish' });
+    this.busy.add(pid);
+    try { return await fn(); } finally { this.busy.delete(pid); }
+  }
+
+  private async handle(req: ControlRequest, send: ControlSend, signal: AbortSignal): Promise<unknown> {
+    const deps = { o: this.o, registry: this.registry, keeper: this.keeper, link: this.link, log: this.log };
+    switch (req.verb) {
+      case 'ping':
+        return { node: this.o.node, pid: process.pid, version: PROTO_VERSION };
+      case 'run': {
+        const env: Record<string, string> = { ...(req.env ?? (process.env as Record<string, string>)), ...this.o.env };
+        if (req.preload !== false) {
+          if (!existsSync(this.o.libphos)) throw new PhosError('NOT_FOUND', `libphos is not built (${this.o.libphos})`, { remedy: 'run: bash deploy/install.sh' });
+          env.LD_PRELOAD = [this.o.libphos, env.LD_PRELOAD].filter(Boolean).join(':');
+          env.PHOS_AGENT_SOCK = this.o.socket;
+          env.PHOS_VA_BASE = `0x${this.o.vaBase.toString(16)}`;
+          env.PHOS_VA_SIZE = String(this.o.vaSize);
+        }
+        return this.info(this.registry.start({ argv: req.argv, job: req.job, cwd: req.cwd, preload: req.preload }, env));
+      }
+      case 'ps':
+        return { processes: this.registry.list(req.all ?? false).map((r) => this.info(r)) };
+      case 'logs':
+        await this.streamLog(this.registry.find(req.ref), req.follow ?? false, send, signal);
+        return { ref: req.ref };
+      case 'pre-dump':
+      case 'dump':
+        return this.exclusive(req.pid, () => checkpointProcess(deps, { pid: req.pid, dir: req.dir, parent: req.parent ?? null, kind: req.verb }, this.reporter(send)));
+      case 'restore': {
+        const r = await restoreImage(deps, req.dir, this.reporter(send));
+        return { ...r.info, ms: r.ms };
+      }
+    }
+  }
+
+  private async streamLog(r: ProcessRecord, follow: boolean, send: ControlSend, signal: AbortSignal): Promise<void> {
+    let offset = 0;
+    const buf = Buffer.alloc(LOG_SLICE);
+    for (;;) {
+      let size = 0;
+      try { size = statSync(r.logPath).size; } catch { /* not written yet */ }
+      if (size > offset) {
+        const fd = openSync(r.logPath, 'r');
+        try {
+          while (offset < size && !signal.aborted) {
+            const n = readSync(fd, buf, 0, Math.min(LOG_SLICE, size - offset), offset);
+            if (n <= 0) break;
+            send({ t: 'log', data: buf.subarray(0, n).toString('utf8') });
+            offset += n;
+          }
+        } finally { closeSync(fd); }
+      }
+      // The record may be replaced by a restored one under the same pid: follow that one too.
+      const cur = this.registry.find(String(r.pid));
+      const ended = cur.machine.state === 'exited' || cur.machine.state === 'failed';
+      if (!follow || signal.aborted || (ended && size <= offset)) return;
+      await new Promise((res) => setTimeout(res, LOG_POLL_MS));
+    }
+  }
+}

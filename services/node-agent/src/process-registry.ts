@@ -1,0 +1,159 @@
+// The managed processes of this node: starts them (launcher, a pid from the node's reserved range),
+// adopts restored ones, tracks their exit, and answers ps/logs. Each record carries its ProcessMachine.
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { Logger } from '../../../common/src/index.ts';
+import { PhosError, type ProcessInfo } from '../../../proto/src/index.ts';
+import type { CompiledAgentOptions } from './agent-options.ts';
+import { launch } from './launcher.ts';
+import { ProcessMachine, type ProcessState } from './process-machine.ts';
+
+export interface ProcessRecord {
+  pid: number;
+  job: string;
+  argv: string[];
+  logPath: string;
+  startedAt: string;
+  vaBase: number;
+  machine: ProcessMachine;
+  exitCode: number | null;
+  restoredFrom: string | null;
+}
+
+export interface StartRequest { argv: string[]; job?: string; cwd?: string; env?: Record<string, string>; preload?: boolean }
+
+/** How many pids of the range a start tries when another fork takes the chosen one first. */
+const START_ATTEMPTS = 8;
+
+export class ProcessRegistry {
+  private readonly records = new Map<number, ProcessRecord>();
+  private cursor: number;
+  private readonly pollers = new Map<number, NodeJS.Timeout>();
+  /** Told when a process ends (the agent releases its keeper memory). */
+  onEnded: (pid: number) => void = () => {};
+
+  constructor(private readonly o: CompiledAgentOptions, private readonly log: Logger) {
+    this.cursor = o.pidMin;
+    mkdirSync(o.logsDir, { recursive: true });
+  }
+
+  isManaged(pid: number): boolean {
+    const r = this.records.get(pid);
+    return r !== undefined && !r.machine.terminal;
+  }
+
+  /** The live record of pid, or NOT_MANAGED. */
+  managed(pid: number): ProcessRecord {
+    const r = this.records.get(pid);
+    if (!r || r.machine.terminal) {
+      const why = r ? `pid ${pid} is ${r.machine.state}` : existsSync(`/proc/${pid}`) ? `pid ${pid} was not started by phos` : `no process ${pid}`;
+      throw new PhosError('NOT_MANAGED', `${why}; phos checkpoints only processes it started`, { details: { pid } });
+    }
+    return r;
+  }
+
+  /** A record by pid or job name (the newest with that job). */
+  find(ref: string): ProcessRecord {
+    const byPid = /^\d+$/.test(ref) ? this.records.get(Number(ref)) : undefined;
+    if (byPid) return byPid;
+    const byJob = [...this.records.values()].filter((r) => r.job === ref).pop();
+    if (byJob) return byJob;
+    throw new PhosError('NOT_FOUND', `no managed process '${ref}' on this node`, { remedy: 'list them with phos ps' });
+  }
+
+  list(all: boolean): ProcessRecord[] {
+    return [...this.records.values()].filter((r) => all || !r.machine.terminal || r.machine.state === 'exited' || r.machine.state === 'dumped');
+  }
+
+  /** The next free pid of the range (not in /proc, not recorded), wrapping around. */
+  private nextPid(): number {
+    const n = this.o.pidMax - this.o.pidMin + 1;
+    for (let i = 0; i < n; i++) {
+      const pid = this.cursor;
+      this.cursor = pid >= this.o.pidMax ? this.o.pidMin : pid + 1;
+      if (!this.records.has(pid) && !existsSync(`/proc/${pid}`)) return pid;
+    }
+    throw new PhosError('ILLEGAL_STATE', `every pid of ${this.o.pidMin}-${this.o.pidMax} is in use`, { remedy: 'widen pidRange in the agent config' });
+  }
+
+  start(req: StartRequest, env: Record<string, string>): ProcessRecord {
+    if (req.argv.length === 0) throw new PhosError('BAD_ARGS', 'nothing to run: give a command after --');
+    const job = req.job ?? basename(req.argv[0]!);
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
+      const pid = this.nextPid();
+      const logPath = join(this.o.logsDir, `${job.replace(/[^A-Za-z0-9_.-]/g, '_')}-${pid}.log`);
+      try {
+        const launched = launch({ argv: req.argv, env: { ...env, PHOS_JOB: job }, cwd: req.cwd, logPath, pid });
+        const r = this.add({ pid, job, argv: req.argv, logPath, restoredFrom: null });
+        launched.exited.then((code) => this.ended(pid, code), () => this.ended(pid, null));
+        return r;
+      } catch (err) {
+        lastErr = err;
+        if (!(err instanceof PhosError && err.code === 'ILLEGAL_STATE' && /was taken/.test(err.message))) throw err;
+        this.log.warn({ pid, attempt }, 'pid taken before the launch; trying the next one');
+      }
+    }
+    throw lastErr;
+  }
+
+  private add(x: { pid: number; job: string; argv: string[]; logPath: string; restoredFrom: string | null }, initial: ProcessState = 'running'): ProcessRecord {
+    const log = this.log.child({ pid: x.pid });
+    const r: ProcessRecord = { ...x, startedAt: new Date().toISOString(), vaBase: this.o.vaBase, machine: new ProcessMachine(`pid ${x.pid}`, initial, log), exitCode: null };
+    this.records.set(x.pid, r);
+    log.info({ job: x.job, argv: x.argv, log: x.logPath, restoredFrom: x.restoredFrom }, initial === 'running' ? 'process started' : 'process adopted');
+    return r;
+  }
+
+  /** A record for a process CRIU is about to restore (state restoring); the pid must be free and in no record. */
+  adoptRestoring(x: { pid: number; job: string; argv: string[]; logPath: string; restoredFrom: string }): ProcessRecord {
+    const old = this.records.get(x.pid);
+    if ((old && !old.machine.terminal) || existsSync(`/proc/${x.pid}`)) {
+      throw new PhosError('ILLEGAL_STATE', `pid ${x.pid} is in use on this node; the image cannot be restored under it`, { remedy: 'stop the process holding that pid, or restore on another node', details: { pid: x.pid } });
+    }
+    return this.add(x, 'restoring');
+  }
+
+  /** Polls /proc for a process the agent did not fork (restored by CRIU). */
+  watch(pid: number): void {
+    const t = setInterval(() => {
+      if (!existsSync(`/proc/${pid}`) || /\) Z /.test(safeStat(pid))) { clearInterval(t); this.pollers.delete(pid); this.ended(pid, null); }
+    }, 200);
+    t.unref();
+    this.pollers.set(pid, t);
+  }
+
+  /** Forgets a record that never came to life (a restore that failed before CRIU made the process). */
+  drop(pid: number): void {
+    this.records.delete(pid);
+  }
+
+  private ended(pid: number, code: number | null): void {
+    const r = this.records.get(pid);
+    if (!r) return;
+    r.exitCode = code;
+    // CRIU ends a dumped process itself: the dump procedure moves it to dumped and frees its memory once sealed.
+    if (r.machine.state === 'dumping' || r.machine.state === 'dumped') return;
+    if (r.machine.can('exited')) r.machine.transition('exited', code === null ? 'process gone' : `exit status ${code}`);
+    this.onEnded(pid);
+  }
+
+  stop(): void {
+    for (const t of this.pollers.values()) clearInterval(t);
+  }
+
+  info(r: ProcessRecord, linked: boolean, allocations: number, keptBytes: number): ProcessInfo {
+    return {
+      pid: r.pid, job: r.job, state: r.machine.state, argv: r.argv, logPath: r.logPath, startedAt: r.startedAt, vaBase: r.vaBase,
+      linked, allocations, keptBytes, exitCode: r.exitCode, restoredFrom: r.restoredFrom,
+    };
+  }
+}
+
+function safeStat(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return ') Z ';
+  }
+}
