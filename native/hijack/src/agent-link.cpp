@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -21,6 +22,7 @@
 
 #include "driver.h"
 #include "frames.h"
+#include "freeze.h"
 #include "hash-round.h"
 #include "launch-track.h"
 #include "log.h"
@@ -30,14 +32,17 @@
 namespace phos::hijack {
 namespace {
 
-enum State { kIdle = 0, kConnecting = 1, kUp = 2, kOff = 3 };
+// kReconnecting: frozen; the link thread retries the socket until the agent answers again.
+enum State { kIdle = 0, kConnecting = 1, kUp = 2, kOff = 3, kReconnecting = 4 };
 std::atomic<int> g_state{kIdle};
 std::atomic<int> g_fd{-1};
 std::mutex g_send_mu;
 int g_staging_fd = -1;
 constexpr size_t kMaxFrame = 1 << 20;
+constexpr int kMaxFds = 16;  // the agent socket's limit per packet
 
 void link_down(const char* why, int err) {
+  if (g_state.load() == kReconnecting) return;  // a freeze closed it on purpose
   int expected = kUp;
   if (!g_state.compare_exchange_strong(expected, kOff) && expected != kConnecting) return;
   g_state.store(kOff);
@@ -177,8 +182,15 @@ void op_hash_round(uint64_t id) {
   send_frame(w, -1);
 }
 
-void handle(const msgpack::Value& f) {
+void handle(const msgpack::Value& f, std::vector<int>& fds) {
   std::string_view t = f.get(PHOS_KEY_TYPE)->s;
+  struct CloseLeft {  // fds no op took
+    std::vector<int>& v;
+    ~CloseLeft() {
+      for (int fd : v) close(fd);
+      v.clear();
+    }
+  } close_left{fds};
   if (t == PHOS_FRAME_WELCOME) {
     std::string node(f.get(PHOS_F_WELCOME_NODE)->s);
     PHOS_LOG(info, "agent welcome from node '%s'", node.c_str());
@@ -193,44 +205,63 @@ void handle(const msgpack::Value& f) {
   std::string_view op = f.get(PHOS_F_REQ_OP)->s;
   PHOS_LOG(debug, "req %llu op %.*s", (unsigned long long)id, (int)op.size(), op.data());
   if (op == PHOS_OP_STATUS) op_status(id);
-  else if (op == PHOS_OP_HASH_ROUND) op_hash_round(id);
-  else rep_error(id, PHOS_ERR_ILLEGAL_STATE, "op '" + std::string(op) + "' is not implemented by this libphos");
+  else if (op == PHOS_OP_HASH_ROUND) {
+    if (freeze_frozen()) rep_error(id, PHOS_ERR_ILLEGAL_STATE, "frozen: device memory is not mapped; thaw first");
+    else op_hash_round(id);
+  } else if (op == PHOS_OP_SNAPSHOT || op == PHOS_OP_FREEZE || op == PHOS_OP_THAW || op == PHOS_OP_GATE ||
+             op == PHOS_OP_ROLLBACK) {
+    std::vector<uint64_t> ids, pending, chunks;
+    auto list = [&f](const char* k, std::vector<uint64_t>* out) {
+      const msgpack::Value* v = f.get(k);
+      if (!v || v->type != msgpack::Type::array) return;
+      for (auto& it : v->items) {
+        uint64_t x;
+        if (it.as_u64(&x)) out->push_back(x);
+      }
+    };
+    list(PHOS_F_REQ_ALLOCIDS, &ids);
+    list(PHOS_F_REQ_PENDING, &pending);
+    list(PHOS_F_REQ_CHUNKS, &chunks);
+    freeze_op(op, id, ids, pending, chunks, fds);  // takes the fds
+  } else rep_error(id, PHOS_ERR_ILLEGAL_STATE, "op '" + std::string(op) + "' is not implemented by this libphos");
 }
 
-void* receiver(void*) {
-  // Libphos's own thread: never captures, never disturbs an app capture.
+// Receives until the link goes down. Returns when the socket closed.
+void receive_loop(int fd) {
   std::vector<uint8_t> buf(kMaxFrame);
-  int fd = g_fd.load();
   for (;;) {
     msghdr m{};
     iovec io{buf.data(), buf.size()};
     m.msg_iov = &io;
     m.msg_iovlen = 1;
-    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFds)];
     m.msg_control = cbuf;
     m.msg_controllen = sizeof cbuf;
     ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       if (g_state.load() == kUp) link_down(n == 0 ? "agent closed the socket" : "receive failed", n == 0 ? 0 : errno);
-      break;
+      return;
     }
-    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {  // no frame sends us fds (yet)
+    std::vector<int> fds;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
       if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
       size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
       for (size_t i = 0; i < k; ++i) {
         int rfd;
         memcpy(&rfd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        close(rfd);
+        fds.push_back(rfd);
       }
     }
-    if (m.msg_flags & MSG_TRUNC) {
-      PHOS_LOG_CAPPED(5, warn, "agent frame larger than %zu bytes dropped", kMaxFrame);
+    if (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+      for (int x : fds) close(x);
+      PHOS_LOG_CAPPED(5, warn, "agent frame larger than %zu bytes or with more than %d fds dropped", kMaxFrame, kMaxFds);
       continue;
     }
     msgpack::Value f;
     const char* why = nullptr;
     if (const char* code = frame_decode(buf.data(), static_cast<size_t>(n), &f, &why)) {
+      for (int x : fds) close(x);
       PHOS_LOG_CAPPED(5, warn, "bad frame from the agent (%s: %s); ignored", code, why ? why : "");
       uint64_t id;
       const msgpack::Value* t = f.get(PHOS_KEY_TYPE);
@@ -239,11 +270,48 @@ void* receiver(void*) {
         rep_error(id, code, why ? why : "bad frame");
       continue;
     }
-    handle(f);
+    handle(f, fds);
   }
-  std::lock_guard<std::mutex> lk(g_send_mu);
-  g_fd.store(-1);
-  close(fd);
+}
+
+bool connect_and_hello(const Options& o, bool resume);
+
+// Frozen: retry the agent's socket every 2 ms, backing off to 50 ms, until hello {resume: true} went out.
+// Plain nanosleep and connect: a CRIU-restored process resumes this loop as it was (EINTR included).
+void reconnect_loop() {
+  const Options& o = options();
+  long wait_ns = 2 * 1000 * 1000;
+  PHOS_LOG(info, "frozen: reconnecting to %s", o.agent_sock);
+  for (;;) {
+    if (connect_and_hello(o, true)) {
+      int c = kConnecting;
+      if (g_state.compare_exchange_strong(c, kUp)) {
+        PHOS_LOG(info, "agent link up again at %s (resume)", o.agent_sock);
+        return;
+      }
+    }
+    int fd = g_fd.exchange(-1);
+    if (fd >= 0) close(fd);
+    g_state.store(kReconnecting);
+    timespec ts{0, wait_ns};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    wait_ns = std::min<long>(wait_ns * 3 / 2, 50 * 1000 * 1000);
+  }
+}
+
+void* receiver(void*) {
+  // Libphos's own thread: never captures, never disturbs an app capture.
+  for (;;) {
+    receive_loop(g_fd.load());
+    {
+      std::lock_guard<std::mutex> lk(g_send_mu);
+      int fd = g_fd.exchange(-1);
+      if (fd >= 0) close(fd);
+    }
+    if (!freeze_needs_agent()) break;
+    g_state.store(kReconnecting);
+    reconnect_loop();
+  }
   return nullptr;
 }
 
@@ -254,14 +322,17 @@ void on_fork_child() {
   g_state.store(kOff);
 }
 
-bool connect_and_hello(const Options& o) {
+bool connect_and_hello(const Options& o, bool resume) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
   memcpy(a.sun_path, o.agent_sock, strnlen(o.agent_sock, sizeof a.sun_path - 1));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    PHOS_LOG(info, "no agent at %s (%s): running without one", o.agent_sock, strerror(errno));
+  int cr;
+  do cr = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  while (cr != 0 && errno == EINTR);
+  if (cr != 0) {
+    if (!resume) PHOS_LOG(info, "no agent at %s (%s): running without one", o.agent_sock, strerror(errno));
     close(fd);
     return false;
   }
@@ -282,13 +353,14 @@ bool connect_and_hello(const Options& o) {
   RegionInfo reg;
   if (vmm_region(&reg)) dev = reg.dev;
   msgpack::Writer w;
-  frame_begin(w, PHOS_FRAME_HELLO, 6);
+  frame_begin(w, PHOS_FRAME_HELLO, resume ? 7 : 6);
   w.kv(PHOS_F_HELLO_PID, static_cast<uint64_t>(getpid()));
   w.kv(PHOS_F_HELLO_JOB, o.job);
   w.kv(PHOS_F_HELLO_VABASE, o.va_base);
   w.kv(PHOS_F_HELLO_VASIZE, o.va_size);
   w.kv(PHOS_F_HELLO_DEVICE, static_cast<uint64_t>(dev < 0 ? 0 : dev));
   w.kv(PHOS_F_HELLO_STAGINGBYTES, g_staging_fd >= 0 ? o.staging_bytes : 0);
+  if (resume) w.kvb(PHOS_F_HELLO_RESUME, true);
   g_state.store(kConnecting);
   if (!send_frame(w, g_staging_fd)) return false;
   return true;
@@ -301,7 +373,7 @@ void agent_start() {
   int expected = kIdle;
   if (!g_state.compare_exchange_strong(expected, kConnecting)) return;
   const Options& o = options();
-  if (o.disabled || !o.agent_sock[0] || !connect_and_hello(o)) {
+  if (o.disabled || !o.agent_sock[0] || !connect_and_hello(o, false)) {
     int fd = g_fd.exchange(-1);
     if (fd >= 0) close(fd);
     g_state.store(kOff);
@@ -354,6 +426,27 @@ void agent_alloc_removed(uint64_t id) {
   frame_begin(w, PHOS_FRAME_FREE, 1);
   w.kv(PHOS_F_FREE_ID, id);
   send_frame(w, -1);
+}
+
+void agent_send_event(const char* kind, const std::vector<uint32_t>& chunks) {
+  if (g_state.load(std::memory_order_acquire) != kUp) return;
+  msgpack::Writer w;
+  frame_begin(w, PHOS_FRAME_EVENT, 2);
+  w.kv(PHOS_F_EVENT_KIND, kind);
+  w.str(PHOS_F_EVENT_CHUNKS);
+  w.array(static_cast<uint32_t>(chunks.size()));
+  for (uint32_t c : chunks) w.uint(c);
+  send_frame(w, -1);
+}
+
+bool agent_send(const msgpack::Writer& w, int fd) { return send_frame(w, fd); }
+
+void agent_rep_error(uint64_t id, const char* code, const std::string& message) { rep_error(id, code, message); }
+
+void agent_close_for_freeze() {
+  g_state.store(kReconnecting);
+  int fd = g_fd.load();
+  if (fd >= 0) shutdown(fd, SHUT_RDWR);  // the receive loop ends; the link thread starts reconnecting
 }
 
 }  // namespace phos::hijack

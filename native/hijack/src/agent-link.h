@@ -2,6 +2,8 @@
 // (and fds via SCM_RIGHTS). No socket configured or reachable: libphos runs as if there were no agent.
 #pragma once
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include <cuda.h>
 
@@ -19,5 +21,17 @@ bool agent_connected();
 void agent_alloc_added(uint64_t id, uint64_t va, uint64_t size, CUmemGenericAllocationHandle h, const char* kind);
 /// It was released: send `free`. Called under the VMM lock.
 void agent_alloc_removed(uint64_t id);
+
+/// Sends event {kind, chunks} (best effort; nothing when the link is down). Any thread.
+void agent_send_event(const char* kind, const std::vector<uint32_t>& chunks);
+
+namespace msgpack { class Writer; }
+/// Sends one prepared frame (optionally with one fd, which stays the caller's). False when the link is down.
+bool agent_send(const msgpack::Writer& w, int fd);
+/// Replies ok: false to req `id`.
+void agent_rep_error(uint64_t id, const char* code, const std::string& message);
+/// After a freeze reply: closes the socket; the link thread then reconnects every few ms (bounded
+/// backoff) and says hello {resume: true}. Called on the link thread.
+void agent_close_for_freeze();
 
 }  // namespace phos::hijack

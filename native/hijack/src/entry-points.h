@@ -16,7 +16,7 @@
   X(cuGraphLaunch_ptsz, PFN_cuGraphLaunch_v10000_ptsz)                      \
   X(cuInit, PFN_cuInit_v2000)                                               \
   X(cuLaunchCooperativeKernel, PFN_cuLaunchCooperativeKernel_v9000)         \
-  X(cuLaunchCooperativeKernel_ptsz, PFN_cuLaunchCooperativeKernel_v9000_ptsz) \
+  X(cuLaunchCooperativeKernel_ptsz, PFN_cuLaunchCooperativeKernel_v9000_ptsz)\
   X(cuLaunchKernel, PFN_cuLaunchKernel_v4000)                               \
   X(cuLaunchKernelEx, PFN_cuLaunchKernelEx_v11060)                          \
   X(cuLaunchKernelEx_ptsz, PFN_cuLaunchKernelEx_v11060_ptsz)                \
@@ -41,6 +41,56 @@
   X(cuMemRelease, PFN_cuMemRelease_v10020)                                  \
   X(cuMemSetAccess, PFN_cuMemSetAccess_v10020)                              \
   X(cuMemUnmap, PFN_cuMemUnmap_v10020)                                      \
+  X(cuMemcpy, PFN_cuMemcpy_v4000)                                           \
+  X(cuMemcpy2DAsync_v2, PFN_cuMemcpy2DAsync_v3020)                          \
+  X(cuMemcpy2DAsync_v2_ptsz, PFN_cuMemcpy2DAsync_v7000_ptsz)                \
+  X(cuMemcpy2DUnaligned_v2, PFN_cuMemcpy2DUnaligned_v3020)                  \
+  X(cuMemcpy2DUnaligned_v2_ptds, PFN_cuMemcpy2DUnaligned_v7000_ptds)        \
+  X(cuMemcpy2D_v2, PFN_cuMemcpy2D_v3020)                                    \
+  X(cuMemcpy2D_v2_ptds, PFN_cuMemcpy2D_v7000_ptds)                          \
+  X(cuMemcpy3DAsync_v2, PFN_cuMemcpy3DAsync_v3020)                          \
+  X(cuMemcpy3DAsync_v2_ptsz, PFN_cuMemcpy3DAsync_v7000_ptsz)                \
+  X(cuMemcpy3D_v2, PFN_cuMemcpy3D_v3020)                                    \
+  X(cuMemcpy3D_v2_ptds, PFN_cuMemcpy3D_v7000_ptds)                          \
+  X(cuMemcpyAsync, PFN_cuMemcpyAsync_v4000)                                 \
+  X(cuMemcpyAsync_ptsz, PFN_cuMemcpyAsync_v7000_ptsz)                       \
+  X(cuMemcpyDtoDAsync_v2, PFN_cuMemcpyDtoDAsync_v3020)                      \
+  X(cuMemcpyDtoDAsync_v2_ptsz, PFN_cuMemcpyDtoDAsync_v7000_ptsz)            \
+  X(cuMemcpyDtoD_v2, PFN_cuMemcpyDtoD_v3020)                                \
+  X(cuMemcpyDtoD_v2_ptds, PFN_cuMemcpyDtoD_v7000_ptds)                      \
+  X(cuMemcpyDtoHAsync_v2, PFN_cuMemcpyDtoHAsync_v3020)                      \
+  X(cuMemcpyDtoHAsync_v2_ptsz, PFN_cuMemcpyDtoHAsync_v7000_ptsz)            \
+  X(cuMemcpyDtoH_v2, PFN_cuMemcpyDtoH_v3020)                                \
+  X(cuMemcpyDtoH_v2_ptds, PFN_cuMemcpyDtoH_v7000_ptds)                      \
+  X(cuMemcpyHtoDAsync_v2, PFN_cuMemcpyHtoDAsync_v3020)                      \
+  X(cuMemcpyHtoDAsync_v2_ptsz, PFN_cuMemcpyHtoDAsync_v7000_ptsz)            \
+  X(cuMemcpyHtoD_v2, PFN_cuMemcpyHtoD_v3020)                                \
+  X(cuMemcpyHtoD_v2_ptds, PFN_cuMemcpyHtoD_v7000_ptds)                      \
+  X(cuMemcpy_ptds, PFN_cuMemcpy_v7000_ptds)                                 \
+  X(cuMemsetD16Async, PFN_cuMemsetD16Async_v3020)                           \
+  X(cuMemsetD16Async_ptsz, PFN_cuMemsetD16Async_v7000_ptsz)                 \
+  X(cuMemsetD16_v2, PFN_cuMemsetD16_v3020)                                  \
+  X(cuMemsetD16_v2_ptds, PFN_cuMemsetD16_v7000_ptds)                        \
+  X(cuMemsetD2D16Async, PFN_cuMemsetD2D16Async_v3020)                       \
+  X(cuMemsetD2D16Async_ptsz, PFN_cuMemsetD2D16Async_v7000_ptsz)             \
+  X(cuMemsetD2D16_v2, PFN_cuMemsetD2D16_v3020)                              \
+  X(cuMemsetD2D16_v2_ptds, PFN_cuMemsetD2D16_v7000_ptds)                    \
+  X(cuMemsetD2D32Async, PFN_cuMemsetD2D32Async_v3020)                       \
+  X(cuMemsetD2D32Async_ptsz, PFN_cuMemsetD2D32Async_v7000_ptsz)             \
+  X(cuMemsetD2D32_v2, PFN_cuMemsetD2D32_v3020)                              \
+  X(cuMemsetD2D32_v2_ptds, PFN_cuMemsetD2D32_v7000_ptds)                    \
+  X(cuMemsetD2D8Async, PFN_cuMemsetD2D8Async_v3020)                         \
+  X(cuMemsetD2D8Async_ptsz, PFN_cuMemsetD2D8Async_v7000_ptsz)               \
+  X(cuMemsetD2D8_v2, PFN_cuMemsetD2D8_v3020)                                \
+  X(cuMemsetD2D8_v2_ptds, PFN_cuMemsetD2D8_v7000_ptds)                      \
+  X(cuMemsetD32Async, PFN_cuMemsetD32Async_v3020)                           \
+  X(cuMemsetD32Async_ptsz, PFN_cuMemsetD32Async_v7000_ptsz)                 \
+  X(cuMemsetD32_v2, PFN_cuMemsetD32_v3020)                                  \
+  X(cuMemsetD32_v2_ptds, PFN_cuMemsetD32_v7000_ptds)                        \
+  X(cuMemsetD8Async, PFN_cuMemsetD8Async_v3020)                             \
+  X(cuMemsetD8Async_ptsz, PFN_cuMemsetD8Async_v7000_ptsz)                   \
+  X(cuMemsetD8_v2, PFN_cuMemsetD8_v3020)                                    \
+  X(cuMemsetD8_v2_ptds, PFN_cuMemsetD8_v7000_ptds)                          \
   X(cuModuleUnload, PFN_cuModuleUnload_v2000)                               \
   X(cuPointerGetAttribute, PFN_cuPointerGetAttribute_v4000)                 \
   X(cuPointerGetAttributes, PFN_cuPointerGetAttributes_v7000)
@@ -54,9 +104,8 @@
   X(cuFuncGetParamInfo, PFN_cuFuncGetParamInfo_v12040)                      \
   X(cuKernelGetParamInfo, PFN_cuKernelGetParamInfo_v12040)                  \
   X(cuMemExportToShareableHandle, PFN_cuMemExportToShareableHandle_v10020)  \
+  X(cuMemImportFromShareableHandle, PFN_cuMemImportFromShareableHandle_v10020) \
   X(cuMemGetAllocationGranularity, PFN_cuMemGetAllocationGranularity_v10020) \
-  X(cuMemcpyDtoHAsync_v2, PFN_cuMemcpyDtoHAsync_v3020)                      \
-  X(cuMemcpyHtoDAsync_v2, PFN_cuMemcpyHtoDAsync_v3020)                      \
   X(cuModuleGetFunction, PFN_cuModuleGetFunction_v2000)                     \
   X(cuModuleLoadData, PFN_cuModuleLoadData_v2000)                           \
   X(cuStreamCreate, PFN_cuStreamCreate_v2000)                               \

@@ -10,6 +10,7 @@
 
 #include "diag.h"
 #include "driver.h"
+#include "copy.h"
 #include "init.h"
 #include "interpose.h"
 #include "launch-track.h"
@@ -50,6 +51,58 @@ PHOS_API CUresult cuMemUnmap(CUdeviceptr p, size_t n) { return mem_unmap(p, n); 
 PHOS_API CUresult cuMemSetAccess(CUdeviceptr p, size_t n, const CUmemAccessDesc* d, size_t c) { return mem_set_access(p, n, d, c); }
 PHOS_API CUresult cuMemAddressReserve(CUdeviceptr* p, size_t n, size_t al, CUdeviceptr addr, unsigned long long f) { return mem_address_reserve(p, n, al, addr, f); }
 PHOS_API CUresult cuMemAddressFree(CUdeviceptr p, size_t n) { return mem_address_free(p, n); }
+
+// ---- copies and memsets (copy.cpp) ------------------------------------------------------------------
+PHOS_API CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t n) { return hook_cuMemcpy(dst, src, n); }
+PHOS_API CUresult cuMemcpy_ptds(CUdeviceptr dst, CUdeviceptr src, size_t n) { return hook_cuMemcpy_ptds(dst, src, n); }
+PHOS_API CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) { return hook_cuMemcpyAsync(dst, src, n, s); }
+PHOS_API CUresult cuMemcpyAsync_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) { return hook_cuMemcpyAsync_ptsz(dst, src, n, s); }
+PHOS_API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) { return hook_cuMemcpyHtoD_v2(dst, src, n); }
+PHOS_API CUresult cuMemcpyHtoD_v2_ptds(CUdeviceptr dst, const void* src, size_t n) { return hook_cuMemcpyHtoD_v2_ptds(dst, src, n); }
+PHOS_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstream s) { return hook_cuMemcpyHtoDAsync_v2(dst, src, n, s); }
+PHOS_API CUresult cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr dst, const void* src, size_t n, CUstream s) { return hook_cuMemcpyHtoDAsync_v2_ptsz(dst, src, n, s); }
+PHOS_API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) { return hook_cuMemcpyDtoH_v2(dst, src, n); }
+PHOS_API CUresult cuMemcpyDtoH_v2_ptds(void* dst, CUdeviceptr src, size_t n) { return hook_cuMemcpyDtoH_v2_ptds(dst, src, n); }
+PHOS_API CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream s) { return hook_cuMemcpyDtoHAsync_v2(dst, src, n, s); }
+PHOS_API CUresult cuMemcpyDtoHAsync_v2_ptsz(void* dst, CUdeviceptr src, size_t n, CUstream s) { return hook_cuMemcpyDtoHAsync_v2_ptsz(dst, src, n, s); }
+PHOS_API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) { return hook_cuMemcpyDtoD_v2(dst, src, n); }
+PHOS_API CUresult cuMemcpyDtoD_v2_ptds(CUdeviceptr dst, CUdeviceptr src, size_t n) { return hook_cuMemcpyDtoD_v2_ptds(dst, src, n); }
+PHOS_API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) { return hook_cuMemcpyDtoDAsync_v2(dst, src, n, s); }
+PHOS_API CUresult cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) { return hook_cuMemcpyDtoDAsync_v2_ptsz(dst, src, n, s); }
+PHOS_API CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char v, size_t n) { return hook_cuMemsetD8_v2(dst, v, n); }
+PHOS_API CUresult cuMemsetD8_v2_ptds(CUdeviceptr dst, unsigned char v, size_t n) { return hook_cuMemsetD8_v2_ptds(dst, v, n); }
+PHOS_API CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char v, size_t n, CUstream s) { return hook_cuMemsetD8Async(dst, v, n, s); }
+PHOS_API CUresult cuMemsetD8Async_ptsz(CUdeviceptr dst, unsigned char v, size_t n, CUstream s) { return hook_cuMemsetD8Async_ptsz(dst, v, n, s); }
+PHOS_API CUresult cuMemsetD2D8_v2(CUdeviceptr dst, size_t pitch, unsigned char v, size_t w, size_t h) { return hook_cuMemsetD2D8_v2(dst, pitch, v, w, h); }
+PHOS_API CUresult cuMemsetD2D8_v2_ptds(CUdeviceptr dst, size_t pitch, unsigned char v, size_t w, size_t h) { return hook_cuMemsetD2D8_v2_ptds(dst, pitch, v, w, h); }
+PHOS_API CUresult cuMemsetD2D8Async(CUdeviceptr dst, size_t pitch, unsigned char v, size_t w, size_t h, CUstream s) { return hook_cuMemsetD2D8Async(dst, pitch, v, w, h, s); }
+PHOS_API CUresult cuMemsetD2D8Async_ptsz(CUdeviceptr dst, size_t pitch, unsigned char v, size_t w, size_t h, CUstream s) { return hook_cuMemsetD2D8Async_ptsz(dst, pitch, v, w, h, s); }
+PHOS_API CUresult cuMemsetD16_v2(CUdeviceptr dst, unsigned short v, size_t n) { return hook_cuMemsetD16_v2(dst, v, n); }
+PHOS_API CUresult cuMemsetD16_v2_ptds(CUdeviceptr dst, unsigned short v, size_t n) { return hook_cuMemsetD16_v2_ptds(dst, v, n); }
+PHOS_API CUresult cuMemsetD16Async(CUdeviceptr dst, unsigned short v, size_t n, CUstream s) { return hook_cuMemsetD16Async(dst, v, n, s); }
+PHOS_API CUresult cuMemsetD16Async_ptsz(CUdeviceptr dst, unsigned short v, size_t n, CUstream s) { return hook_cuMemsetD16Async_ptsz(dst, v, n, s); }
+PHOS_API CUresult cuMemsetD2D16_v2(CUdeviceptr dst, size_t pitch, unsigned short v, size_t w, size_t h) { return hook_cuMemsetD2D16_v2(dst, pitch, v, w, h); }
+PHOS_API CUresult cuMemsetD2D16_v2_ptds(CUdeviceptr dst, size_t pitch, unsigned short v, size_t w, size_t h) { return hook_cuMemsetD2D16_v2_ptds(dst, pitch, v, w, h); }
+PHOS_API CUresult cuMemsetD2D16Async(CUdeviceptr dst, size_t pitch, unsigned short v, size_t w, size_t h, CUstream s) { return hook_cuMemsetD2D16Async(dst, pitch, v, w, h, s); }
+PHOS_API CUresult cuMemsetD2D16Async_ptsz(CUdeviceptr dst, size_t pitch, unsigned short v, size_t w, size_t h, CUstream s) { return hook_cuMemsetD2D16Async_ptsz(dst, pitch, v, w, h, s); }
+PHOS_API CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned int v, size_t n) { return hook_cuMemsetD32_v2(dst, v, n); }
+PHOS_API CUresult cuMemsetD32_v2_ptds(CUdeviceptr dst, unsigned int v, size_t n) { return hook_cuMemsetD32_v2_ptds(dst, v, n); }
+PHOS_API CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned int v, size_t n, CUstream s) { return hook_cuMemsetD32Async(dst, v, n, s); }
+PHOS_API CUresult cuMemsetD32Async_ptsz(CUdeviceptr dst, unsigned int v, size_t n, CUstream s) { return hook_cuMemsetD32Async_ptsz(dst, v, n, s); }
+PHOS_API CUresult cuMemsetD2D32_v2(CUdeviceptr dst, size_t pitch, unsigned int v, size_t w, size_t h) { return hook_cuMemsetD2D32_v2(dst, pitch, v, w, h); }
+PHOS_API CUresult cuMemsetD2D32_v2_ptds(CUdeviceptr dst, size_t pitch, unsigned int v, size_t w, size_t h) { return hook_cuMemsetD2D32_v2_ptds(dst, pitch, v, w, h); }
+PHOS_API CUresult cuMemsetD2D32Async(CUdeviceptr dst, size_t pitch, unsigned int v, size_t w, size_t h, CUstream s) { return hook_cuMemsetD2D32Async(dst, pitch, v, w, h, s); }
+PHOS_API CUresult cuMemsetD2D32Async_ptsz(CUdeviceptr dst, size_t pitch, unsigned int v, size_t w, size_t h, CUstream s) { return hook_cuMemsetD2D32Async_ptsz(dst, pitch, v, w, h, s); }
+PHOS_API CUresult cuMemcpy2D_v2(const CUDA_MEMCPY2D* p) { return hook_cuMemcpy2D_v2(p); }
+PHOS_API CUresult cuMemcpy2D_v2_ptds(const CUDA_MEMCPY2D* p) { return hook_cuMemcpy2D_v2_ptds(p); }
+PHOS_API CUresult cuMemcpy2DUnaligned_v2(const CUDA_MEMCPY2D* p) { return hook_cuMemcpy2DUnaligned_v2(p); }
+PHOS_API CUresult cuMemcpy2DUnaligned_v2_ptds(const CUDA_MEMCPY2D* p) { return hook_cuMemcpy2DUnaligned_v2_ptds(p); }
+PHOS_API CUresult cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D* p, CUstream s) { return hook_cuMemcpy2DAsync_v2(p, s); }
+PHOS_API CUresult cuMemcpy2DAsync_v2_ptsz(const CUDA_MEMCPY2D* p, CUstream s) { return hook_cuMemcpy2DAsync_v2_ptsz(p, s); }
+PHOS_API CUresult cuMemcpy3D_v2(const CUDA_MEMCPY3D* p) { return hook_cuMemcpy3D_v2(p); }
+PHOS_API CUresult cuMemcpy3D_v2_ptds(const CUDA_MEMCPY3D* p) { return hook_cuMemcpy3D_v2_ptds(p); }
+PHOS_API CUresult cuMemcpy3DAsync_v2(const CUDA_MEMCPY3D* p, CUstream s) { return hook_cuMemcpy3DAsync_v2(p, s); }
+PHOS_API CUresult cuMemcpy3DAsync_v2_ptsz(const CUDA_MEMCPY3D* p, CUstream s) { return hook_cuMemcpy3DAsync_v2_ptsz(p, s); }
 
 // ---- launches and code (launch-track.cpp) ----------------------------------------------------------
 PHOS_API CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned sh, CUstream s, void** p, void** e) { return launch_kernel(f, gx, gy, gz, bx, by, bz, sh, s, p, e, false); }

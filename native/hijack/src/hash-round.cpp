@@ -3,6 +3,7 @@
 // duration of a round so no chunk is unmapped while the GPU reads it.
 #include "hash-round.h"
 
+#include <algorithm>
 #include <mutex>
 
 #include "chunk-hash.h"
@@ -24,6 +25,7 @@ struct Helper {
 };
 Helper g_h;
 std::mutex g_round_mu;
+std::vector<uint32_t> g_carry;  // changed chunks of internal rounds, not yet reported (under g_round_mu)
 
 #define PHOS_STEP(call, name)         \
   do {                                \
@@ -101,9 +103,16 @@ bool round_locked(const RegionInfo& reg, HashRoundResult* out) {
   return true;
 }
 
+bool hash_round_impl(HashRoundResult* out, bool internal);
+
 }  // namespace
 
-bool hash_round(HashRoundResult* out) {
+bool hash_round(HashRoundResult* out) { return hash_round_impl(out, false); }
+bool hash_round_internal(HashRoundResult* out) { return hash_round_impl(out, true); }
+
+namespace {
+
+bool hash_round_impl(HashRoundResult* out, bool internal) {
   *out = HashRoundResult{};
   RegionInfo reg;
   if (!vmm_region(&reg)) return true;  // no region: nothing is tracked, nothing changed
@@ -125,8 +134,18 @@ bool hash_round(HashRoundResult* out) {
   }
   if (mode_set) PHOS_REAL(cuThreadExchangeStreamCaptureMode, &mode);
   if (prev != reg.ctx) PHOS_REAL(cuCtxSetCurrent, prev);
+  if (ok && internal) {
+    g_carry.insert(g_carry.end(), out->changed.begin(), out->changed.end());
+  } else if (ok && !g_carry.empty()) {
+    out->changed.insert(out->changed.end(), g_carry.begin(), g_carry.end());
+    std::sort(out->changed.begin(), out->changed.end());
+    out->changed.erase(std::unique(out->changed.begin(), out->changed.end()), out->changed.end());
+    g_carry.clear();
+  }
   if (!ok) PHOS_LOG_CAPPED(5, error, "hash round failed at '%s' (CUresult %d)", out->what, (int)out->err);
   return ok;
 }
+
+}  // namespace
 
 }  // namespace phos::hijack

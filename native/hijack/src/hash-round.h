@@ -21,5 +21,8 @@ struct HashRoundResult {
 /// Runs one round; safe to call from any thread (sets the region's context and relaxed capture mode on
 /// the calling thread for the duration). Rounds are serialised. Returns false when the round failed.
 bool hash_round(HashRoundResult* out);
+/// A round libphos runs for itself (a freeze refreshes which chunks hold pointers): its changed chunks are
+/// carried into the next round the agent asks for, so the agent's view of what changed stays complete.
+bool hash_round_internal(HashRoundResult* out);
 
 }  // namespace phos::hijack

@@ -10,6 +10,7 @@
 #include <new>
 
 #include "driver.h"
+#include "gate.h"
 #include "log.h"
 
 namespace phos::hijack {
@@ -182,6 +183,55 @@ void track(CUfunction f, void** params, void** extra) {
   }
 }
 
+// The chunks one launch may touch, for the on-demand gate: the extent of every parameter word that
+// points into a present chunk. False means "all" (no layout, an `extra` buffer we cannot read, or a
+// pointer into a chunk known to hold device pointers: the kernel may reach anything from there).
+bool collect_words(Chunk* c, const uint8_t* p, uint64_t len, uint64_t first, std::vector<uint32_t>* out) {
+  for (uint64_t o = first; o + 8 <= len; o += 8) {
+    uint64_t w;
+    memcpy(&w, p + o, 8);
+    uint64_t off = w - g_base;
+    if (off >= g_size) continue;
+    Chunk& ch = c[off >> kChunkShift];
+    if (!ch.users.load(std::memory_order_relaxed)) continue;
+    if (ch.holds_ptrs.load(std::memory_order_relaxed)) return false;
+    uint32_t e = std::min(ch.ext_last.load(std::memory_order_relaxed), g_nchunks - 1);
+    for (uint32_t j = ch.ext_first.load(std::memory_order_relaxed); j <= e; ++j) out->push_back(j);
+  }
+  return true;
+}
+
+bool launch_set(CUfunction f, void** params, void** extra, std::vector<uint32_t>* out) {
+  Chunk* c = g_chunks.load(std::memory_order_acquire);
+  if (!c) return true;
+  if (extra && !params) {
+    const uint8_t* buf = nullptr;
+    size_t size = 0;
+    for (int i = 0; i < 64 && extra[i] != CU_LAUNCH_PARAM_END; i += 2) {
+      if (extra[i] == CU_LAUNCH_PARAM_BUFFER_POINTER) buf = static_cast<const uint8_t*>(extra[i + 1]);
+      else if (extra[i] == CU_LAUNCH_PARAM_BUFFER_SIZE && extra[i + 1]) size = *static_cast<size_t*>(extra[i + 1]);
+    }
+    return buf && collect_words(c, buf, size, 0, out);
+  }
+  if (!params) return true;
+  const Layout* l = layout_of(f);
+  if (l->n == kUnknown) return false;
+  for (uint32_t i = 0; i < l->n; ++i) {
+    const uint8_t* v = static_cast<const uint8_t*>(params[i]);
+    if (!v) continue;
+    uint32_t off = l->p[i].off;
+    if (!collect_words(c, v, l->p[i].size, ((off + 7u) & ~7u) - off, out)) return false;
+  }
+  return true;
+}
+
+// pre: the on-demand gate is armed. Waits for this launch's chunks (or all pending ones).
+void ondemand_launch(CUfunction f, void** params, void** extra) {
+  std::vector<uint32_t> set;
+  bool precise = launch_set(f, params, extra, &set);
+  ondemand_wait_chunks(set, !precise);
+}
+
 }  // namespace
 
 // -----------------------------------------------------------------------------------------------------
@@ -278,25 +328,33 @@ void spec_collect(std::vector<uint32_t>* out, bool* all) {
 
 CUresult launch_kernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                        unsigned shmem, CUstream s, void** params, void** extra, bool ptsz) {
+  GateGuard g;
   if (g_track_armed.load(std::memory_order_relaxed)) track(f, params, extra);
+  if (g_ondemand.load(std::memory_order_relaxed)) ondemand_launch(f, params, extra);
   if (ptsz) return PHOS_REAL(cuLaunchKernel_ptsz, f, gx, gy, gz, bx, by, bz, shmem, s, params, extra);
   return PHOS_REAL(cuLaunchKernel, f, gx, gy, gz, bx, by, bz, shmem, s, params, extra);
 }
 
 CUresult launch_kernel_ex(const CUlaunchConfig* cfg, CUfunction f, void** params, void** extra, bool ptsz) {
+  GateGuard g;
   if (g_track_armed.load(std::memory_order_relaxed)) track(f, params, extra);
+  if (g_ondemand.load(std::memory_order_relaxed)) ondemand_launch(f, params, extra);
   if (ptsz) return PHOS_REAL(cuLaunchKernelEx_ptsz, cfg, f, params, extra);
   return PHOS_REAL(cuLaunchKernelEx, cfg, f, params, extra);
 }
 
 CUresult launch_cooperative(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                             unsigned bz, unsigned shmem, CUstream s, void** params, bool ptsz) {
+  GateGuard g;
   if (g_track_armed.load(std::memory_order_relaxed)) track(f, params, nullptr);
+  if (g_ondemand.load(std::memory_order_relaxed)) ondemand_launch(f, params, nullptr);
   if (ptsz) return PHOS_REAL(cuLaunchCooperativeKernel_ptsz, f, gx, gy, gz, bx, by, bz, shmem, s, params);
   return PHOS_REAL(cuLaunchCooperativeKernel, f, gx, gy, gz, bx, by, bz, shmem, s, params);
 }
 
 CUresult graph_launch(CUgraphExec g, CUstream s, bool ptsz) {
+  GateGuard gate;
+  if (g_ondemand.load(std::memory_order_relaxed)) ondemand_wait_chunks({}, true);  // nodes not visible: all
   if (g_track_armed.load(std::memory_order_relaxed)) {
     g_track_stats.launches.fetch_add(1, std::memory_order_relaxed);
     widen();  // a graph's kernel nodes are not visible here (yet): assume it writes everything
@@ -306,18 +364,21 @@ CUresult graph_launch(CUgraphExec g, CUstream s, bool ptsz) {
 }
 
 CUresult library_get_kernel(CUkernel* k, CUlibrary lib, const char* name) {
+  GateGuard g;
   CUresult r = PHOS_REAL(cuLibraryGetKernel, k, lib, name);
   if (r == CUDA_SUCCESS && k && *k) find_slot(g_kernels, reinterpret_cast<uintptr_t>(*k), true);
   return r;
 }
 
 CUresult library_unload(CUlibrary lib) {
+  GateGuard g;
   CUresult r = PHOS_REAL(cuLibraryUnload, lib);
   g_gen.fetch_add(1, std::memory_order_acq_rel);  // handles may be reused with other layouts
   return r;
 }
 
 CUresult module_unload(CUmodule mod) {
+  GateGuard g;
   CUresult r = PHOS_REAL(cuModuleUnload, mod);
   g_gen.fetch_add(1, std::memory_order_acq_rel);
   return r;

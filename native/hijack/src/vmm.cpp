@@ -8,11 +8,13 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "agent-link.h"
 #include "diag.h"
 #include "driver.h"
+#include "gate.h"
 #include "launch-track.h"
 #include "log.h"
 #include "options.h"
@@ -29,7 +31,7 @@ inline uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1)
 
 struct Slab {
   uint64_t id, va, size;
-  CUmemGenericAllocationHandle h;
+  CUmemGenericAllocationHandle h;  // 0 while frozen (the keeper holds the memory)
   RangeAlloc heap;
 };
 
@@ -40,10 +42,15 @@ struct Alloc {
   uint64_t id;
 };
 
+// Keyed by the handle value the app holds. After a thaw the memory lives in a new (imported) handle:
+// `real` is what libphos passes to the driver for the app's value.
 struct AppHandle {
   CUmemAllocationProp prop;
   uint64_t size, id;
   bool exported;      // announced to the agent (POSIX fd available)
+  CUmemGenericAllocationHandle real;  // 0: released (by the app while still mapped, or by a freeze)
+  bool app_released;  // the app called cuMemRelease; kept while a mapping still uses it
+  bool dropped;       // a freeze unmapped/released it; a thaw brings it back
 };
 
 struct AppMapping {
@@ -304,6 +311,24 @@ CUresult free_ours(CUdeviceptr p) {
   return CUDA_SUCCESS;
 }
 
+// The app released `h` and no mapping uses it any more: the memory is gone; the keeper may drop it too.
+// pre: g_mu held.
+void forget_handle_if_unused_locked(CUmemGenericAllocationHandle h) {
+  auto it = B().handles.find(h);
+  if (it == B().handles.end() || !it->second.app_released) return;
+  for (auto& [va, m] : B().mappings)
+    if (m.h == h) return;
+  g_handle_bytes -= it->second.size;
+  if (it->second.exported) agent_alloc_removed(it->second.id);
+  B().handles.erase(it);
+}
+
+// The driver's handle for the app's value (they differ after a thaw). pre: g_mu held.
+CUmemGenericAllocationHandle real_handle_locked(CUmemGenericAllocationHandle h) {
+  auto it = B().handles.find(h);
+  return it != B().handles.end() && it->second.real ? it->second.real : h;
+}
+
 bool is_ours(CUdeviceptr p) {
   if (g_region_state.load(std::memory_order_acquire) != kReady) return false;
   std::lock_guard<std::mutex> lk(g_mu);
@@ -328,7 +353,7 @@ void vmm_for_each_physical(
     const std::function<void(uint64_t, uint64_t, uint64_t, CUmemGenericAllocationHandle, const char*)>& fn) {
   for (auto& s : B().slabs) fn(s->id, s->va, s->size, s->h, "slab");
   for (auto& [h, a] : B().handles)
-    if (a.exported) fn(a.id, 0, a.size, h, "app");
+    if (a.exported && a.real) fn(a.id, 0, a.size, a.real, "app");
 }
 
 int vmm_accounting(Accounting* a) {
@@ -361,6 +386,7 @@ int vmm_accounting(Accounting* a) {
 }
 
 CUresult mem_alloc(CUdeviceptr* p, size_t size) {
+  GateGuard gate_;
   if (disabled() || !p || size == 0) return PHOS_REAL(cuMemAlloc_v2, p, size);
   agent_start();
   if (!region_for_current()) return passthrough_alloc(p, size);
@@ -374,6 +400,7 @@ CUresult mem_alloc(CUdeviceptr* p, size_t size) {
 }
 
 CUresult mem_alloc_pitch(CUdeviceptr* p, size_t* pitch, size_t width, size_t height, unsigned elem) {
+  GateGuard gate_;
   if (disabled() || !p || !pitch || width == 0 || height == 0 || (elem != 4 && elem != 8 && elem != 16))
     return PHOS_REAL(cuMemAllocPitch_v2, p, pitch, width, height, elem);
   agent_start();
@@ -399,6 +426,7 @@ CUresult mem_alloc_pitch(CUdeviceptr* p, size_t* pitch, size_t width, size_t hei
 }
 
 CUresult mem_free(CUdeviceptr p) {
+  GateGuard gate_;
   if (!is_ours(p)) {
     CUresult r = PHOS_REAL(cuMemFree_v2, p);
     if (r == CUDA_SUCCESS) forget_passthrough(p);
@@ -412,6 +440,7 @@ CUresult mem_free(CUdeviceptr p) {
 }
 
 CUresult mem_get_address_range(CUdeviceptr* base, size_t* size, CUdeviceptr p) {
+  GateGuard gate_;
   if (g_region_state.load(std::memory_order_acquire) == kReady) {
     std::lock_guard<std::mutex> lk(g_mu);
     auto it = containing_locked(p);
@@ -425,6 +454,7 @@ CUresult mem_get_address_range(CUdeviceptr* base, size_t* size, CUdeviceptr p) {
 }
 
 CUresult mem_get_info(size_t* free, size_t* total) {
+  GateGuard gate_;
   CUresult r = PHOS_REAL(cuMemGetInfo_v2, free, total);
   if (r != CUDA_SUCCESS || !free || !total) return r;
   // Slab capacity not handed out is free as far as the app is concerned (cuMemAlloc would be served).
@@ -448,6 +478,7 @@ void patch_attr(void* data, CUpointer_attribute attr, uint64_t p, const Alloc& a
 }  // namespace
 
 CUresult pointer_get_attribute(void* data, CUpointer_attribute attr, CUdeviceptr p) {
+  GateGuard gate_;
   CUresult r = PHOS_REAL(cuPointerGetAttribute, data, attr, p);
   if (r != CUDA_SUCCESS || !data || g_region_state.load(std::memory_order_acquire) != kReady) return r;
   std::lock_guard<std::mutex> lk(g_mu);
@@ -457,6 +488,7 @@ CUresult pointer_get_attribute(void* data, CUpointer_attribute attr, CUdeviceptr
 }
 
 CUresult pointer_get_attributes(unsigned n, CUpointer_attribute* attrs, void** data, CUdeviceptr p) {
+  GateGuard gate_;
   CUresult r = PHOS_REAL(cuPointerGetAttributes, n, attrs, data, p);
   if (r != CUDA_SUCCESS || !attrs || !data || g_region_state.load(std::memory_order_acquire) != kReady) return r;
   std::lock_guard<std::mutex> lk(g_mu);
@@ -470,12 +502,14 @@ CUresult pointer_get_attributes(unsigned n, CUpointer_attribute* attrs, void** d
 // Stream-ordered pools keep their own reservations (no VA control): served by the driver, recorded as
 // pass-through bytes so the accounting explains them and a freeze knows they are not droppable.
 CUresult mem_alloc_async(CUdeviceptr* p, size_t size, CUstream s, bool ptsz) {
+  GateGuard gate_;
   CUresult r = ptsz ? PHOS_REAL(cuMemAllocAsync_ptsz, p, size, s) : PHOS_REAL(cuMemAllocAsync, p, size, s);
   if (r == CUDA_SUCCESS && p && !disabled()) note_passthrough(*p, size);
   return r;
 }
 
 CUresult mem_alloc_from_pool_async(CUdeviceptr* p, size_t size, CUmemoryPool pool, CUstream s, bool ptsz) {
+  GateGuard gate_;
   CUresult r = ptsz ? PHOS_REAL(cuMemAllocFromPoolAsync_ptsz, p, size, pool, s)
                     : PHOS_REAL(cuMemAllocFromPoolAsync, p, size, pool, s);
   if (r == CUDA_SUCCESS && p && !disabled()) note_passthrough(*p, size);
@@ -483,6 +517,7 @@ CUresult mem_alloc_from_pool_async(CUdeviceptr* p, size_t size, CUmemoryPool poo
 }
 
 CUresult mem_free_async(CUdeviceptr p, CUstream s, bool ptsz) {
+  GateGuard gate_;
   if (is_ours(p)) {
     // A stream-ordered free of slab memory: wait for the stream, then free. Inside a capture that would
     // break the capture, so refuse there as the driver refuses unsupported operations.
@@ -504,6 +539,7 @@ CUresult mem_free_async(CUdeviceptr p, CUstream s, bool ptsz) {
 
 CUresult mem_create(CUmemGenericAllocationHandle* h, size_t size, const CUmemAllocationProp* prop,
                     unsigned long long flags) {
+  GateGuard gate_;
   if (disabled() || !h || !prop) return PHOS_REAL(cuMemCreate, h, size, prop, flags);
   agent_start();
   CUmemAllocationProp p = *prop;
@@ -523,26 +559,28 @@ CUresult mem_create(CUmemGenericAllocationHandle* h, size_t size, const CUmemAll
   std::lock_guard<std::mutex> lk(g_mu);
   bool exportable = p.requestedHandleTypes & CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
   uint64_t id = g_next_id++;
-  B().handles[*h] = {p, size, id, exportable};
+  B().handles[*h] = {p, size, id, exportable, *h, false, false};
   g_handle_bytes += size;
   if (exportable) agent_alloc_added(id, 0, size, *h, "app");
   return r;
 }
 
 CUresult mem_release(CUmemGenericAllocationHandle h) {
-  CUresult r = PHOS_REAL(cuMemRelease, h);
-  if (r != CUDA_SUCCESS) return r;
+  GateGuard gate_;
   std::lock_guard<std::mutex> lk(g_mu);
   auto it = B().handles.find(h);
-  if (it != B().handles.end()) {
-    g_handle_bytes -= it->second.size;
-    if (it->second.exported) agent_alloc_removed(it->second.id);
-    B().handles.erase(it);
-  }
+  if (it == B().handles.end() || it->second.app_released) return PHOS_REAL(cuMemRelease, h);
+  AppHandle& a = it->second;
+  CUresult r = a.real ? PHOS_REAL(cuMemRelease, a.real) : CUDA_SUCCESS;
+  if (r != CUDA_SUCCESS) return r;
+  a.real = 0;
+  a.app_released = true;
+  forget_handle_if_unused_locked(h);
   return r;
 }
 
 CUresult mem_address_reserve(CUdeviceptr* p, size_t size, size_t align, CUdeviceptr addr, unsigned long long flags) {
+  GateGuard gate_;
   if (disabled() || !p || size == 0 || addr != 0 || flags != 0 || (align & (align - 1)))
     return PHOS_REAL(cuMemAddressReserve, p, size, align, addr, flags);
   agent_start();
@@ -566,6 +604,7 @@ CUresult mem_address_reserve(CUdeviceptr* p, size_t size, size_t align, CUdevice
 }
 
 CUresult mem_address_free(CUdeviceptr p, size_t size) {
+  GateGuard gate_;
   {
     std::lock_guard<std::mutex> lk(g_mu);
     auto it = B().reservations.find(p);
@@ -585,8 +624,9 @@ CUresult mem_address_free(CUdeviceptr p, size_t size) {
 }
 
 CUresult mem_map(CUdeviceptr p, size_t size, size_t offset, CUmemGenericAllocationHandle h, unsigned long long flags) {
+  GateGuard gate_;
   std::lock_guard<std::mutex> lk(g_mu);
-  CUresult r = PHOS_REAL(cuMemMap, p, size, offset, h, flags);
+  CUresult r = PHOS_REAL(cuMemMap, p, size, offset, real_handle_locked(h), flags);
   if (r != CUDA_SUCCESS || disabled()) return r;
   B().mappings[p] = {size, offset, h};
   if (g_region_state.load() == kReady && p >= g_region.base && p + size <= g_region.base + g_region.size) {
@@ -604,24 +644,209 @@ CUresult mem_map(CUdeviceptr p, size_t size, size_t offset, CUmemGenericAllocati
 }
 
 CUresult mem_unmap(CUdeviceptr p, size_t size) {
+  GateGuard gate_;
   // Under the lock: a hash round must never read a range while it is being unmapped.
   std::lock_guard<std::mutex> lk(g_mu);
   CUresult r = PHOS_REAL(cuMemUnmap, p, size);
   if (r != CUDA_SUCCESS) return r;
+  std::vector<CUmemGenericAllocationHandle> touched;
   for (auto it = B().mappings.lower_bound(p); it != B().mappings.end() && it->first < p + size;) {
     chunks_remove(it->first, it->second.size);
+    touched.push_back(it->second.h);
     it = B().mappings.erase(it);
   }
+  for (auto h : touched) forget_handle_if_unused_locked(h);
   std::erase_if(B().access, [&](const AccessRec& a) { return a.va >= p && a.va + a.size <= p + size; });
   return r;
 }
 
 CUresult mem_set_access(CUdeviceptr p, size_t size, const CUmemAccessDesc* desc, size_t count) {
+  GateGuard gate_;
   CUresult r = PHOS_REAL(cuMemSetAccess, p, size, desc, count);
   if (r != CUDA_SUCCESS || disabled() || !desc) return r;
   std::lock_guard<std::mutex> lk(g_mu);
   if (B().mappings.count(p) || count) B().access.push_back({p, size, std::vector<CUmemAccessDesc>(desc, desc + count)});
   return r;
+}
+
+// -----------------------------------------------------------------------------------------------------
+// Freeze / thaw / snapshot (freeze.cpp drives these with the gate closed and the GPU drained)
+
+namespace {
+
+CUmemAccessDesc default_access() {
+  CUmemAccessDesc acc{};
+  acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  acc.location.id = g_region.dev;
+  acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  return acc;
+}
+
+// The access the app last set on a range covering [va, va+size), else read-write for the region's device.
+CUresult restore_access_locked(uint64_t va, uint64_t size) {
+  for (auto it = B().access.rbegin(); it != B().access.rend(); ++it)
+    if (it->va <= va && va + size <= it->va + it->size && !it->desc.empty())
+      return PHOS_REAL(cuMemSetAccess, va, size, it->desc.data(), it->desc.size());
+  CUmemAccessDesc acc = default_access();
+  return PHOS_REAL(cuMemSetAccess, va, size, &acc, 1);
+}
+
+CUresult import_fd(int fd, CUmemGenericAllocationHandle* h) {
+  return PHOS_REAL(cuMemImportFromShareableHandle, h, reinterpret_cast<void*>(static_cast<intptr_t>(fd)),
+                   CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
+}
+
+std::string cu_err(const char* what, CUresult r) { return std::string(what) + " failed: CUresult " + std::to_string(r); }
+
+}  // namespace
+
+bool vmm_drop(std::string* err) {
+  std::lock_guard<std::mutex> lk(g_mu);
+  // Phase 1, reversible: unmap. A failure re-maps what was unmapped (the handles are still ours).
+  struct Undo { uint64_t va, size, off; CUmemGenericAllocationHandle h; };
+  std::vector<Undo> undone;
+  CUresult r = CUDA_SUCCESS;
+  const char* what = nullptr;
+  for (auto& s : B().slabs) {
+    if (!s->h) continue;
+    if ((r = PHOS_REAL(cuMemUnmap, s->va, s->size)) != CUDA_SUCCESS) { what = "cuMemUnmap(slab)"; break; }
+    undone.push_back({s->va, s->size, 0, s->h});
+  }
+  if (r == CUDA_SUCCESS) {
+    for (auto& [va, m] : B().mappings) {
+      auto it = B().handles.find(m.h);
+      if (it == B().handles.end() || !it->second.exported) continue;  // the keeper does not hold it: stays
+      CUmemGenericAllocationHandle real = it->second.real ? it->second.real : m.h;
+      if ((r = PHOS_REAL(cuMemUnmap, va, m.size)) != CUDA_SUCCESS) { what = "cuMemUnmap(app mapping)"; break; }
+      undone.push_back({va, m.size, m.offset, real});
+    }
+  }
+  if (r != CUDA_SUCCESS) {
+    for (auto& u : undone)
+      if (PHOS_REAL(cuMemMap, u.va, u.size, u.off, u.h, 0) == CUDA_SUCCESS) restore_access_locked(u.va, u.size);
+    *err = cu_err(what, r);
+    return false;
+  }
+  // Phase 2: release our references; the keeper's keep the memory.
+  for (auto& s : B().slabs) {
+    if (!s->h) continue;
+    PHOS_REAL(cuMemRelease, s->h);
+    s->h = 0;
+  }
+  for (auto& [h, a] : B().handles) {
+    if (!a.exported) continue;
+    bool mapped = false;
+    for (auto& [va, m] : B().mappings) mapped |= m.h == h;
+    if (!a.app_released && a.real) PHOS_REAL(cuMemRelease, a.real);
+    a.real = 0;
+    a.dropped = a.app_released ? mapped : true;
+  }
+  return true;
+}
+
+uint32_t vmm_dropped_count() {
+  std::lock_guard<std::mutex> lk(g_mu);
+  uint32_t n = 0;
+  for (auto& s : B().slabs) n += s->h ? 0 : 1;
+  for (auto& [h, a] : B().handles) n += a.dropped ? 1 : 0;
+  return n;
+}
+
+int vmm_thaw_one(uint64_t id, int fd, std::string* err) {
+  std::lock_guard<std::mutex> lk(g_mu);
+  for (auto& s : B().slabs) {
+    if (s->id != id) continue;
+    if (s->h) return 1;  // already back
+    CUmemGenericAllocationHandle h = 0;
+    CUresult r = import_fd(fd, &h);
+    if (r != CUDA_SUCCESS) { *err = cu_err("cuMemImportFromShareableHandle(slab)", r); return -1; }
+    if ((r = PHOS_REAL(cuMemMap, s->va, s->size, 0, h, 0)) != CUDA_SUCCESS) {
+      PHOS_REAL(cuMemRelease, h);
+      *err = cu_err("cuMemMap(slab at its old address)", r);
+      return -1;
+    }
+    CUmemAccessDesc acc = default_access();
+    if ((r = PHOS_REAL(cuMemSetAccess, s->va, s->size, &acc, 1)) != CUDA_SUCCESS) {
+      PHOS_REAL(cuMemUnmap, s->va, s->size);
+      PHOS_REAL(cuMemRelease, h);
+      *err = cu_err("cuMemSetAccess(slab)", r);
+      return -1;
+    }
+    s->h = h;
+    return 0;
+  }
+  for (auto& [apph, a] : B().handles) {
+    if (a.id != id) continue;
+    if (!a.dropped) return 1;
+    CUmemGenericAllocationHandle h = 0;
+    CUresult r = import_fd(fd, &h);
+    if (r != CUDA_SUCCESS) { *err = cu_err("cuMemImportFromShareableHandle(app handle)", r); return -1; }
+    std::vector<std::pair<uint64_t, uint64_t>> mapped;
+    for (auto& [va, m] : B().mappings) {
+      if (m.h != apph) continue;
+      r = PHOS_REAL(cuMemMap, va, m.size, m.offset, h, 0);
+      if (r == CUDA_SUCCESS) r = restore_access_locked(va, m.size);
+      if (r != CUDA_SUCCESS) {
+        for (auto& [v, n] : mapped) PHOS_REAL(cuMemUnmap, v, n);
+        PHOS_REAL(cuMemRelease, h);
+        *err = cu_err("re-map of an app mapping", r);
+        return -1;
+      }
+      mapped.push_back({va, m.size});
+    }
+    if (a.app_released) PHOS_REAL(cuMemRelease, h);  // its mappings keep the memory, as before
+    else a.real = h;
+    a.dropped = false;
+    return 0;
+  }
+  *err = "allocation id " + std::to_string(id) + " is not one this process dropped";
+  return -2;
+}
+
+bool vmm_alloc_info(uint64_t id, uint64_t* size, bool* is_slab) {
+  std::lock_guard<std::mutex> lk(g_mu);
+  for (auto& s : B().slabs)
+    if (s->id == id) { *size = s->size; *is_slab = true; return true; }
+  for (auto& [h, a] : B().handles)
+    if (a.id == id) { *size = a.size; *is_slab = false; return true; }
+  return false;
+}
+
+int vmm_copy_out(uint64_t id, CUdeviceptr dst, uint64_t dst_size, CUstream st, uint64_t* bytes, std::string* err) {
+  std::lock_guard<std::mutex> lk(g_mu);
+  for (auto& s : B().slabs) {
+    if (s->id != id) continue;
+    if (!s->h) { *err = "slab " + std::to_string(id) + " is dropped"; return -1; }
+    if (dst_size < s->size) { *err = "spare memory for slab " + std::to_string(id) + " is smaller than the slab"; return -1; }
+    CUresult r = PHOS_REAL(cuMemcpyDtoDAsync_v2, dst, s->va, s->size, st);
+    if (r != CUDA_SUCCESS) { *err = cu_err("cuMemcpyDtoDAsync(slab -> spare)", r); return -1; }
+    *bytes += s->size;
+    return 0;
+  }
+  for (auto& [apph, a] : B().handles) {
+    if (a.id != id) continue;
+    // An app handle is copied through a temporary mapping of the whole handle.
+    CUmemGenericAllocationHandle h = a.real;
+    if (!h) { *err = "app handle " + std::to_string(id) + " has no live handle to read"; return -1; }
+    if (dst_size < a.size) { *err = "spare memory for app handle " + std::to_string(id) + " is too small"; return -1; }
+    CUdeviceptr tmp = 0;
+    CUresult r = PHOS_REAL(cuMemAddressReserve, &tmp, a.size, 0, 0, 0);
+    if (r != CUDA_SUCCESS) { *err = cu_err("cuMemAddressReserve(temporary)", r); return -1; }
+    r = PHOS_REAL(cuMemMap, tmp, a.size, 0, h, 0);
+    if (r == CUDA_SUCCESS) {
+      CUmemAccessDesc acc = default_access();
+      r = PHOS_REAL(cuMemSetAccess, tmp, a.size, &acc, 1);
+      if (r == CUDA_SUCCESS) r = PHOS_REAL(cuMemcpyDtoDAsync_v2, dst, tmp, a.size, st);
+      if (r == CUDA_SUCCESS) r = PHOS_REAL(cuStreamSynchronize, st);
+      PHOS_REAL(cuMemUnmap, tmp, a.size);
+    }
+    PHOS_REAL(cuMemAddressFree, tmp, a.size);
+    if (r != CUDA_SUCCESS) { *err = cu_err("copy of an app handle into spare memory", r); return -1; }
+    *bytes += a.size;
+    return 0;
+  }
+  *err = "allocation id " + std::to_string(id) + " is unknown";
+  return -2;
 }
 
 }  // namespace phos::hijack

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <string>
 
 #include <cuda.h>
 
@@ -44,6 +45,23 @@ void vmm_for_each_physical(
     const std::function<void(uint64_t, uint64_t, uint64_t, CUmemGenericAllocationHandle, const char*)>& fn);
 /// Adds libphos-internal device bytes to the accounting.
 void vmm_note_internal(int64_t delta);
+
+// Freeze / thaw / snapshot, driven by freeze.cpp with the gate closed, the GPU drained and the region's
+// context current. Only memory the keeper holds (slabs; app handles exported as POSIX fds) is dropped;
+// anything else stays mapped and is left to the driver checkpoint (the safe path).
+/// Unmaps every slab and keeper-held app mapping, then releases libphos's references (VA reservations
+/// stay). All or nothing: on failure everything is re-mapped and `err` says what failed.
+bool vmm_drop(std::string* err);
+/// Allocations dropped and not yet brought back.
+uint32_t vmm_dropped_count();
+/// Imports `fd` (the caller keeps and closes it) for allocation `id` and maps it where it was, with the
+/// access it had. Returns 0 done, 1 already present, -1 driver failure, -2 unknown id (`err` says).
+int vmm_thaw_one(uint64_t id, int fd, std::string* err);
+/// Size of allocation `id` and whether it is a slab (else an app handle). False when unknown.
+bool vmm_alloc_info(uint64_t id, uint64_t* size, bool* is_slab);
+/// Enqueues a device-to-device copy of allocation `id` into [dst, dst+dst_size) on `st` and adds its
+/// size to `bytes`. 0, or -1/-2 as vmm_thaw_one.
+int vmm_copy_out(uint64_t id, CUdeviceptr dst, uint64_t dst_size, CUstream st, uint64_t* bytes, std::string* err);
 
 // Hooks (exports.cpp forwards here).
 CUresult mem_alloc(CUdeviceptr* p, size_t size);
