@@ -1,0 +1,70 @@
+// phos pre-dump / dump / restore per workload through a real agent, real CRIU and cudasim: a pre-dump
+// leaves the app running to its reference checksum; dump + restore continues from the last step bit-exact
+// and `phos logs` shows the output from before and after.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { assertContinuous, parseWorkloadLog, referenceChecksum, waitForLog, workloadPath, WORKLOADS, type Workload } from '../helpers/workload.ts';
+import { gpuFiles, startAgent, type AgentHandle } from './agent-harness.ts';
+
+const ARGS: Record<Workload, string[]> = {
+  counter: ['--mib', '32', '--steps', '160', '--step-ms', '25'],
+  streams: ['--steps', '160', '--step-ms', '25'],
+  'vmm-grow': ['--steps', '160', '--step-ms', '25'],
+  'ptr-chase': ['--steps', '160', '--step-ms', '25'],
+};
+
+let agent: AgentHandle;
+beforeEach(async () => { agent = await startAgent('23000-23999'); });
+afterEach(async () => { await agent.stop(); });
+
+async function runWorkload(name: Workload): Promise<{ pid: number; logPath: string }> {
+  const r = await agent.phosJson<{ process: { pid: number; logPath: string } }>(['run', '--job', name, '--', workloadPath(name), ...ARGS[name]]);
+  expect(r.code, r.stderr).toBe(0);
+  await waitForLog(r.last.process.logPath, (l) => l.steps.length >= 10);
+  return r.last.process;
+}
+
+describe('phos pre-dump / dump / restore (agent, CRIU, cudasim)', () => {
+  it.each(WORKLOADS)('%s: pre-dump leaves it running to the reference checksum', async (name) => {
+    const expected = referenceChecksum(name, ARGS[name]);
+    const { pid, logPath } = await runWorkload(name);
+    const img = join(agent.dir, 'img');
+    const r = await agent.phosJson<{ ok: boolean; result: { path: string; chunks: number; chunksWritten: number } }>(['pre-dump', '--pid', String(pid), '--dir', img]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.lines.some((l) => l.t === 'progress' && l.phase === 'criu-dump')).toBe(true);
+    const m = JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8')) as { sealed: boolean; kind: string; agent: { path: string }; chunks: unknown[] };
+    expect(m).toMatchObject({ sealed: true, kind: 'pre-dump', agent: { path: 'safe' } });
+    expect(gpuFiles(img).length).toBe(r.last.result.chunksWritten);
+    const final = await waitForLog(logPath, (l) => l.checksum !== null || l.steps.some((s) => !s.ok), 60_000);
+    assertContinuous(final);
+    expect(final.checksum).toBe(expected);
+  });
+
+  it.each(WORKLOADS)('%s: dump then restore continues from its last step bit-exact; logs span both', async (name) => {
+    const expected = referenceChecksum(name, ARGS[name]);
+    const { pid, logPath } = await runWorkload(name);
+    const img = join(agent.dir, 'img');
+    const d = await agent.phos(['dump', '--pid', String(pid), '--dir', img]);
+    expect(d.code, d.stderr).toBe(0);
+    const stepsAtDump = parseWorkloadLog(readFileSync(logPath, 'utf8')).steps.length;
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
+    const ps1 = await agent.phosJson<{ processes: { pid: number; state: string }[] }>(['ps']);
+    expect(ps1.last.processes.find((p) => p.pid === pid)?.state).toBe('dumped');
+
+    const r = await agent.phosJson<{ result: { pid: number } }>(['restore', '--dir', img]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.last.result.pid).toBe(pid);
+    const final = await waitForLog(logPath, (l) => l.checksum !== null || l.steps.some((s) => !s.ok), 60_000);
+    assertContinuous(final);
+    expect(final.steps.length).toBeGreaterThan(stepsAtDump);
+    expect(final.checksum).toBe(expected);
+
+    const logs = await agent.phos(['logs', name]);
+    expect(logs.code, logs.stderr).toBe(0);
+    const seen = parseWorkloadLog(logs.stdout);
+    expect(seen.ready).toBe(true);
+    expect(seen.steps.length).toBe(final.steps.length); // steps from before the dump and after the restore
+    expect(seen.checksum).toBe(expected);
+  });
+});

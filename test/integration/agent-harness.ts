@@ -1,0 +1,68 @@
+// Shared by the agent-*.test.ts files: a real node agent process on temp sockets and a temp state dir
+// (cudasim as its driver), and the real `phos` CLI pointed at it. stop() ends the agent and every
+// process it started, and removes the temp tree.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CUDASIM_DIR, ROOT, cudasimEnv } from '../helpers/paths.ts';
+
+export interface AgentHandle {
+  dir: string;
+  controlSocket: string;
+  stateDir: string;
+  proc: ChildProcess;
+  /** Runs bin/phos against this agent. */
+  phos(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** phos with --json: the last stdout line parsed. */
+  phosJson<T = Record<string, unknown>>(args: string[]): Promise<{ code: number; last: T; lines: Record<string, unknown>[]; stderr: string }>;
+  stop(): Promise<void>;
+}
+
+export async function startAgent(pidRange: string): Promise<AgentHandle> {
+  const dir = mkdtempSync(join(tmpdir(), 'phos-agent-'));
+  const controlSocket = join(dir, 'control.sock');
+  const stateDir = join(dir, 'state');
+  const env = cudasimEnv({ PHOS_LOG_LEVEL: 'info' });
+  const proc = spawn(join(ROOT, 'bin', 'phos'), [
+    'agent', '--socket', join(dir, 'agent.sock'), '--control-socket', controlSocket, '--state-dir', stateDir,
+    '--libcuda', join(CUDASIM_DIR, 'libcuda.so.1'), '--pid-range', pidRange, '--node', 'test',
+  ], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  proc.stderr!.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-20000); });
+  const deadline = Date.now() + 20_000;
+  while (!existsSync(controlSocket)) {
+    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`agent did not start:\n${log}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const phos = (args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(join(ROOT, 'bin', 'phos'), args, { env: { ...env, PHOS_CONTROL_SOCK: controlSocket }, encoding: 'utf8', maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+  return {
+    dir, controlSocket, stateDir, proc, phos,
+    async phosJson<T>(args: string[]) {
+      const r = await phos([args[0]!, '--json', ...args.slice(1)]);
+      const lines = r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+      return { code: r.code, last: lines[lines.length - 1] as T, lines, stderr: r.stderr };
+    },
+    async stop() {
+      const r = await phos(['ps', '--json']);
+      try {
+        const { processes } = JSON.parse(r.stdout) as { processes: { pid: number; state: string }[] };
+        for (const p of processes) if (p.state !== 'exited' && p.state !== 'dumped') { try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ } }
+      } catch { /* agent already gone */ }
+      if (proc.exitCode === null) {
+        proc.kill('SIGTERM');
+        await new Promise((res) => { proc.once('exit', res); setTimeout(res, 5000); });
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Files directly under an image's gpu/ directory. */
+export function gpuFiles(img: string): string[] {
+  return readdirSync(join(img, 'gpu'));
+}
