@@ -36,12 +36,13 @@ bool take_free(size_t size, size_t align, uintptr_t lo, uintptr_t hi, uintptr_t 
   if (it != s.free_va.begin()) --it;
   for (; it != s.free_va.end() && it->first < hi; ++it) {
     uintptr_t start = align_up(std::max<uintptr_t>(it->first, lo), align);
-    uintptr_t end = std::min<uintptr_t>(it->first + it->second, hi);
+    uintptr_t fend = it->first + it->second;
+    uintptr_t end = std::min<uintptr_t>(fend, hi);
     if (start + size > end || start + size < start) continue;
     uintptr_t fstart = it->first;
     s.free_va.erase(it);
     if (start > fstart) s.free_va[fstart] = start - fstart;
-    if (start + size < end) s.free_va[start + size] = end - (start + size);
+    if (start + size < fend) s.free_va[start + size] = fend - (start + size);
     *out = start;
     return true;
   }

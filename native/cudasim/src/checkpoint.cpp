@@ -19,6 +19,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "checkpoint-memory.h"
 #include "gate.h"
@@ -72,8 +73,40 @@ CUresult do_checkpoint() {
   return r;
 }
 
-CUresult do_restore() {
+// GPU pairs arrive in <ctl_dir>/cudasim-ctl.NONCE.req: `count` records of old UUID, new UUID (16
+// bytes each), written by the controller before it signals. A bad map leaves the process CHECKPOINTED.
+CUresult read_pairs(uint32_t nonce, uint32_t count, std::vector<CUuuid> *olds, std::vector<CUuuid> *news) {
+  std::string path = reply_name(nonce) + ".req";
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  unlink(path.c_str());
+  if (fd < 0) {
+    CUSIM_ERROR("restore: GPU pairs file %s: %s", path.c_str(), strerror(errno));
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  std::vector<CUuuid> buf(2 * size_t{count} + 1);
+  ssize_t want = static_cast<ssize_t>(2 * sizeof(CUuuid) * count), got = 0;
+  for (ssize_t n; got <= want; got += n) {
+    n = read(fd, reinterpret_cast<char *>(buf.data()) + got, sizeof(CUuuid) * buf.size() - got);
+    if (n < 0 && errno == EINTR) n = 0;
+    else if (n <= 0) break;
+  }
+  close(fd);
+  if (got != want) return CUDA_ERROR_INVALID_VALUE;
+  for (uint32_t i = 0; i < count; i++) {
+    olds->push_back(buf[2 * i]);
+    news->push_back(buf[2 * i + 1]);
+  }
+  return CUDA_SUCCESS;
+}
+
+CUresult do_restore(uint32_t nonce, uint32_t pairs) {
+  std::vector<CUuuid> olds, news;
+  CUresult pr = pairs ? read_pairs(nonce, pairs, &olds, &news) : CUDA_SUCCESS;
   if (g_state.load() != CU_PROCESS_STATE_CHECKPOINTED) return CUDA_ERROR_ILLEGAL_STATE;
+  if (pr != CUDA_SUCCESS) return pr;
+  if (pairs) {
+    if (CUresult r = remap_devices(olds.data(), news.data(), pairs)) return r;
+  }
   CUresult r = restore_device_memory();
   g_state.store(r == CUDA_SUCCESS ? CU_PROCESS_STATE_LOCKED : CU_PROCESS_STATE_FAILED);
   return r;
@@ -86,12 +119,13 @@ CUresult do_unlock() {
   return CUDA_SUCCESS;
 }
 
-CUresult dispatch(Cmd cmd, uint32_t timeout_ms) {
+// `arg`: the lock timeout (ms) for lock, the GPU pair count for restore.
+CUresult dispatch(Cmd cmd, uint32_t arg, uint32_t nonce) {
   switch (cmd) {
     case Cmd::get_state: return CUDA_SUCCESS;
-    case Cmd::lock: return do_lock(timeout_ms);
+    case Cmd::lock: return do_lock(arg);
     case Cmd::checkpoint: return do_checkpoint();
-    case Cmd::restore: return do_restore();
+    case Cmd::restore: return do_restore(nonce, arg);
     case Cmd::unlock: return do_unlock();
   }
   return CUDA_ERROR_INVALID_VALUE;
@@ -124,7 +158,7 @@ void helper_loop() {
     auto v = reinterpret_cast<uint64_t>(si.si_value.sival_ptr);
     auto cmd = static_cast<Cmd>(v & 0xff);
     uint32_t nonce = static_cast<uint32_t>(v >> 8) & 0xffffff;
-    CUresult r = dispatch(cmd, static_cast<uint32_t>(v >> 32));
+    CUresult r = dispatch(cmd, static_cast<uint32_t>(v >> 32), nonce);
     CUSIM_INFO("checkpoint request %d from pid %d: %d, state %d", static_cast<int>(cmd),
                static_cast<int>(si.si_pid), static_cast<int>(r), g_state.load());
     write_reply(nonce, r);
@@ -202,13 +236,27 @@ uint32_t make_nonce() {
 
 // Sends one request and waits for its reply. Waits as long as the target lives, except a Lock with
 // a timeout, which gives up a while after it (a stopped target never answers).
-CUresult request(int pid, Cmd cmd, uint32_t timeout_ms, int *state_out) {
+CUresult request(int pid, Cmd cmd, uint32_t timeout_ms, int *state_out,
+                 const CUcheckpointGpuPair *pairs = nullptr) {
   if (pid <= 0) return CUDA_ERROR_INVALID_VALUE;
   int tid = find_helper(pid);
   if (tid < 0) return CUDA_ERROR_INVALID_VALUE;  // no such process, or no initialised cudasim in it
   uint32_t nonce = make_nonce();
   std::string path = target_path(pid, nonce);
   unlink(path.c_str());
+  if (pairs) {  // restore: timeout_ms carries the pair count
+    std::string req = path + ".req";
+    int fd = open(req.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+    size_t n = sizeof(CUcheckpointGpuPair) * timeout_ms;
+    static_assert(sizeof(CUcheckpointGpuPair) == 2 * sizeof(CUuuid));
+    bool ok = fd >= 0 && write(fd, pairs, n) == static_cast<ssize_t>(n);
+    if (fd >= 0) close(fd);
+    if (!ok) {
+      CUSIM_ERROR("cannot pass GPU pairs to pid %d through %s: %s", pid, req.c_str(), strerror(errno));
+      unlink(req.c_str());
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+  }
   if (!send(pid, tid, encode(cmd, nonce, timeout_ms))) return CUDA_ERROR_INVALID_VALUE;
   auto start = std::chrono::steady_clock::now();
   auto give_up = start + std::chrono::milliseconds(timeout_ms) + std::chrono::seconds(10);
@@ -261,9 +309,13 @@ CUresult cuCheckpointProcessCheckpoint(int pid, CUcheckpointCheckpointArgs *) {
   return request(pid, Cmd::checkpoint, 0, nullptr);
 }
 
-// GPU pairs are accepted and ignored: the sim has one device, the same everywhere.
-CUresult cuCheckpointProcessRestore(int pid, CUcheckpointRestoreArgs *) {
-  return request(pid, Cmd::restore, 0, nullptr);
+// GPU pairs (CUDA 13.0 args): old UUID -> new UUID for every device the target sees, else
+// CUDA_ERROR_INVALID_VALUE (as driver 580); the target's ordinals then name the new sim GPUs.
+CUresult cuCheckpointProcessRestore(int pid, CUcheckpointRestoreArgs *args) {
+  unsigned count = args ? args->gpuPairsCount : 0;
+  if (count && !args->gpuPairs) return CUDA_ERROR_INVALID_VALUE;
+  if (count > 1024) return CUDA_ERROR_INVALID_VALUE;
+  return request(pid, Cmd::restore, count, nullptr, count ? args->gpuPairs : nullptr);
 }
 
 CUresult cuCheckpointProcessUnlock(int pid, CUcheckpointUnlockArgs *) {

@@ -5,6 +5,8 @@
 #include <memory>
 #include <vector>
 
+#include "arena.h"
+#include "context.h"
 #include "kernels.h"
 #include "log.h"
 #include "module.h"
@@ -56,6 +58,40 @@ CUresult pack(const CUfunc_st *f, void **params, void **extra, std::vector<uint8
   return CUDA_SUCCESS;
 }
 
+// What a GPU would fault on, checked where the sim can see it: every 8-byte parameter that points into
+// a device mapping must be reachable from the launching device — its own cuMemAlloc memory, another
+// device's once cuCtxEnablePeerAccess allowed it, VMM memory whose cuMemSetAccess granted this device.
+// Pointers the kernel finds in memory (tables) are not followed. A miss fails the launch with
+// CUDA_ERROR_ILLEGAL_ADDRESS (logged), not asynchronously and not sticky as on a GPU.
+CUresult check_reach(const CUfunc_st *f, const std::vector<uint8_t> &params, CUcontext ctx) {
+  const CUdevice dev = ctx ? ctx->device : 0;
+  arena::State &st = arena::state();
+  for (size_t i = 0; i < f->offsets.size(); i++) {
+    if (f->sizes[i] != 8) continue;
+    uint64_t v;
+    memcpy(&v, params.data() + f->offsets[i], 8);
+    CUdevice owner;
+    bool ok, from_alloc;
+    {
+      std::lock_guard lk(st.m);
+      const arena::Mapping *m = arena::find_mapping(v);
+      if (!m) continue;
+      owner = m->phys->device;
+      from_alloc = m->phys->from_alloc;
+      ok = m->access[dev] != PROT_NONE;
+    }
+    if (!ok && from_alloc) ok = peer_enabled(ctx, owner);
+    if (!ok) {
+      CUSIM_ERROR("kernel %s on device %d: parameter %zu = 0x%llx is memory of device %d that device %d "
+                  "may not access (peer access not enabled / cuMemSetAccess not granted): "
+                  "CUDA_ERROR_ILLEGAL_ADDRESS", f->entry.name.c_str(), dev, i,
+                  static_cast<unsigned long long>(v), owner, dev);
+      return CUDA_ERROR_ILLEGAL_ADDRESS;
+    }
+  }
+  return CUDA_SUCCESS;
+}
+
 struct LaunchOp {
   cudasim_launch desc{};
   std::vector<uint8_t> params;
@@ -89,6 +125,8 @@ CUresult launch(CUfunction hf, const Dims &d, CUstream hs, void **params, void *
   if (CUresult r = pack(f, params, extra, &op->params)) return r;
   CUstream_st *s;
   if (CUresult r = resolve_stream(hs, ptsz, &s)) return r;
+  if (CUresult r = check_reach(f, op->params, s->kind == CUstream_st::Kind::user ? s->ctx : current_context()))
+    return r;
   op->offsets = f->offsets;
   op->sizes = f->sizes;
   op->fn = f->fn.load();

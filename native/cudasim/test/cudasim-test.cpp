@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -766,6 +767,435 @@ void checkpoint_errors() {
   CHECK(c.wait() == 0);
 }
 
+// ---- several devices (PHOS_SIM_GPUS=2) ----
+CUcontext primary(int dev) {
+  CUcontext c = nullptr;
+  CK(cuDevicePrimaryCtxRetain(&c, dev));
+  return c;
+}
+
+std::string uuid_str(const CUuuid &u) {
+  const auto *b = reinterpret_cast<const unsigned char *>(u.bytes);
+  char buf[64];
+  snprintf(buf, sizeof buf, "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+           b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+           b[15]);
+  return buf;
+}
+
+std::string uuid_of(int dev) {
+  CUuuid u{};
+  CK(cuDeviceGetUuid(&u, dev));
+  return uuid_str(u);
+}
+
+std::string bus_of(int dev) {
+  char bus[32] = {0};
+  CK(cuDeviceGetPCIBusId(bus, sizeof bus, dev));
+  return bus;
+}
+
+int ordinal_of(CUdeviceptr p) {
+  int o = -1;
+  CK(cuPointerGetAttribute(&o, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, p));
+  return o;
+}
+
+void fill(std::vector<uint64_t> &v, uint64_t salt) {
+  for (size_t i = 0; i < v.size(); i++) v[i] = pattern(i) ^ salt;
+}
+
+// Child: prints what it sees through CUDA_VISIBLE_DEVICES: "COUNT UUID0 UUID1 ..." (or "none").
+void visible_child() {
+  if (cuInit(0) == CUDA_ERROR_NO_DEVICE) {
+    tell_parent("none");
+    return;
+  }
+  int n = 0;
+  CK(cuDeviceGetCount(&n));
+  std::string line = std::to_string(n);
+  for (int i = 0; i < n; i++) line += " " + uuid_of(i);
+  tell_parent(line.c_str());
+}
+
+std::string visible_as(const char *value) {
+  setenv("CUDA_VISIBLE_DEVICES", value, 1);
+  Child c = Child::spawn({"visible-child"});
+  unsetenv("CUDA_VISIBLE_DEVICES");
+  std::string l = c.line();
+  CHECK(c.wait() == 0);
+  return l;
+}
+
+void devices() {
+  setup();
+  int n = 0;
+  CK(cuDeviceGetCount(&n));
+  CHECK(n == 2);
+  std::string u0 = uuid_of(0), u1 = uuid_of(1);
+  CHECK(u0 != u1);
+  CHECK(bus_of(0) != bus_of(1));
+  CHECK(bus_of(0) == "0000:53:00.0");  // what the single-device sim always reported
+  for (int d = 0; d < 2; d++) {
+    CUdevice back = -1;
+    CK(cuDeviceGetByPCIBusId(&back, bus_of(d).c_str()));
+    CHECK(back == d);
+    int bus = -1;
+    CK(cuDeviceGetAttribute(&bus, CU_DEVICE_ATTRIBUTE_PCI_BUS_ID, d));
+    CHECK(bus == static_cast<int>(strtol(bus_of(d).substr(5, 2).c_str(), nullptr, 16)));
+  }
+  CUdevice dummy;
+  EXPECT(cuDeviceGet(&dummy, 2), CUDA_ERROR_INVALID_DEVICE);
+  int can = -1;
+  CK(cuDeviceCanAccessPeer(&can, 0, 1));
+  CHECK(can == 1);
+  CK(cuDeviceCanAccessPeer(&can, 0, 0));
+  CHECK(can == 0);
+  CK(cuDeviceGetP2PAttribute(&can, CU_DEVICE_P2P_ATTRIBUTE_ACCESS_SUPPORTED, 1, 0));
+  CHECK(can == 1);
+  // Primary contexts per device, switching with SetCurrent and push/pop.
+  CUcontext c0 = primary(0), c1 = primary(1);
+  CHECK(c0 != c1);
+  CUdevice d = -1;
+  CK(cuCtxSetCurrent(c1));
+  CK(cuCtxGetDevice(&d));
+  CHECK(d == 1);
+  CK(cuCtxPushCurrent(c0));
+  CK(cuCtxGetDevice(&d));
+  CHECK(d == 0);
+  CUcontext popped = nullptr;
+  CK(cuCtxPopCurrent(&popped));
+  CHECK(popped == c0);
+  CK(cuCtxGetDevice(&d));
+  CHECK(d == 1);
+  // Memory: own budget and VA sub-region per device; pointers report their device.
+  CUdeviceptr a1;
+  CK(cuMemAlloc(&a1, 768 << 20));  // PHOS_SIM_MEM=1G each
+  size_t free1, total1, free0, total0;
+  CK(cuMemGetInfo(&free1, &total1));
+  CK(cuCtxSetCurrent(c0));
+  CK(cuMemGetInfo(&free0, &total0));
+  CHECK(total0 == total1 && free0 == total0 && free1 == total1 - (768 << 20));
+  CUdeviceptr a0, big;
+  CK(cuMemAlloc(&a0, 768 << 20));  // device 0 has its own 1 GiB
+  EXPECT(cuMemAlloc(&big, 768 << 20), CUDA_ERROR_OUT_OF_MEMORY);
+  CHECK(ordinal_of(a0) == 0 && ordinal_of(a1) == 1);
+  CHECK(a1 > a0 && a1 - a0 >= (size_t{64} << 30));  // separate sub-regions
+  CUcontext owner = nullptr;
+  CK(cuPointerGetAttribute(&owner, CU_POINTER_ATTRIBUTE_CONTEXT, a1));
+  CHECK(owner == c1);
+  CK(cuMemFree(a0));
+  CK(cuMemFree(a1));
+  // A stream remembers its device.
+  CK(cuCtxSetCurrent(c1));
+  CUstream st;
+  CK(cuStreamCreate(&st, CU_STREAM_NON_BLOCKING));
+  CK(cuCtxSetCurrent(c0));
+  CK(cuStreamGetDevice(st, &d));
+  CHECK(d == 1);
+  CK(cuStreamDestroy(st));
+  // CUDA_VISIBLE_DEVICES: indices, UUIDs (and prefixes), stop at the first invalid entry, empty = none.
+  CHECK(visible_as("1") == "1 " + u1);
+  CHECK(visible_as("1,0") == "2 " + u1 + " " + u0);
+  CHECK(visible_as(u1.c_str()) == "1 " + u1);
+  CHECK(visible_as(u0.substr(0, 12).c_str()) == "1 " + u0);
+  CHECK(visible_as("0,7,1") == "1 " + u0);
+  CHECK(visible_as("0,0") == "1 " + u0);
+  CHECK(visible_as("") == "none");
+}
+
+void peer_access() {
+  setup();
+  CUcontext c0 = primary(0), c1 = primary(1);
+  CK(cuCtxSetCurrent(c0));
+  EXPECT(cuCtxDisablePeerAccess(c1), CUDA_ERROR_PEER_ACCESS_NOT_ENABLED);
+  EXPECT(cuCtxEnablePeerAccess(c1, 1), CUDA_ERROR_INVALID_VALUE);
+  EXPECT(cuCtxEnablePeerAccess(c0, 0), CUDA_ERROR_INVALID_DEVICE);  // a device is not its own peer
+  CK(cuCtxEnablePeerAccess(c1, 0));
+  EXPECT(cuCtxEnablePeerAccess(c1, 0), CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED);
+  CK(cuCtxSetCurrent(c1));
+  EXPECT(cuCtxDisablePeerAccess(c0), CUDA_ERROR_PEER_ACCESS_NOT_ENABLED);  // directional
+  CK(cuCtxSetCurrent(c0));
+  CK(cuCtxDisablePeerAccess(c1));
+  EXPECT(cuCtxDisablePeerAccess(c1), CUDA_ERROR_PEER_ACCESS_NOT_ENABLED);
+
+  // Peer copies, bit-exact, without peer access (the driver stages) and with it.
+  const size_t n = (3 << 20) / 8 + 1001;
+  std::vector<uint64_t> host(n), back(n);
+  fill(host, 0x5a);
+  CUdeviceptr x0, y0, x1;
+  CK(cuMemAlloc(&x0, n * 8));
+  CK(cuMemAlloc(&y0, n * 8));
+  CK(cuCtxSetCurrent(c1));
+  CK(cuMemAlloc(&x1, n * 8));
+  CK(cuCtxSetCurrent(c0));
+  CK(cuMemcpyHtoD(x0, host.data(), n * 8));
+  CK(cuMemcpyPeer(x1, c1, x0, c0, n * 8));
+  CK(cuMemcpyDtoH(back.data(), x1, n * 8));
+  CHECK(back == host);
+  CUstream s;
+  CK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+  CK(cuMemsetD8(x0, 0, n * 8));
+  CK(cuMemcpyPeerAsync(y0, c0, x1, c1, n * 8, s));
+  CK(cuStreamSynchronize(s));
+  std::fill(back.begin(), back.end(), 0);
+  CK(cuMemcpyDtoH(back.data(), y0, n * 8));
+  CHECK(back == host);
+  CK(cuMemcpyDtoD(x0, x1, n * 8));  // unified addressing: a plain DtoD crosses devices too
+  std::fill(back.begin(), back.end(), 0);
+  CK(cuMemcpyDtoH(back.data(), x0, n * 8));
+  CHECK(back == host);
+  EXPECT(cuMemcpyPeer(x1, nullptr, x0, c0, 8), CUDA_ERROR_INVALID_CONTEXT);
+  std::vector<uint64_t> h8(1);
+  EXPECT(cuMemcpyPeer(reinterpret_cast<CUdeviceptr>(h8.data()), c1, x0, c0, 8), CUDA_ERROR_INVALID_VALUE);
+
+  // Kernels: another device's memory faults unless peer access is enabled.
+  CUmodule mod;
+  CK(cuModuleLoadData(&mod, kPtx));
+  CUfunction add;
+  CK(cuModuleGetFunction(&add, mod, "cudasim_test_add"));
+  CK(cuMemsetD32(x1, 1, 1024));
+  unsigned count = 1024;
+  int value = 2;
+  void *params[] = {&x1, &count, &value};
+  EXPECT(cuLaunchKernel(add, 8, 1, 1, 128, 1, 1, 0, s, params, nullptr), CUDA_ERROR_ILLEGAL_ADDRESS);
+  CK(cuCtxEnablePeerAccess(c1, 0));
+  CK(cuLaunchKernel(add, 8, 1, 1, 128, 1, 1, 0, s, params, nullptr));
+  CK(cuStreamSynchronize(s));
+  std::vector<int> ints(1024);
+  CK(cuMemcpyDtoH(ints.data(), x1, 4096));
+  CHECK(std::all_of(ints.begin(), ints.end(), [](int v) { return v == 3; }));
+
+  // VMM on device 1, access per device.
+  CUmemAllocationProp prop = fd_prop();
+  CUmemGenericAllocationHandle h;
+  prop.location.id = 2;
+  EXPECT(cuMemCreate(&h, kGran, &prop, 0), CUDA_ERROR_INVALID_DEVICE);
+  prop.location.id = 1;
+  CK(cuMemCreate(&h, kGran, &prop, 0));
+  CUdeviceptr v;
+  CK(cuMemAddressReserve(&v, kGran, 0, 0, 0));
+  CK(cuMemMap(v, kGran, 0, h, 0));
+  CUmemAccessDesc acc{};
+  acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  acc.location.id = 1;
+  acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  CK(cuMemSetAccess(v, kGran, &acc, 1));
+  CHECK(ordinal_of(v) == 1);
+  unsigned long long flags = 99;
+  CUmemLocation loc{CU_MEM_LOCATION_TYPE_DEVICE, 0};
+  CK(cuMemGetAccess(&flags, &loc, v));
+  CHECK(flags == CU_MEM_ACCESS_FLAGS_PROT_NONE);
+  loc.id = 1;
+  CK(cuMemGetAccess(&flags, &loc, v));
+  CHECK(flags == CU_MEM_ACCESS_FLAGS_PROT_READWRITE);
+  void *vparams[] = {&v, &count, &value};
+  // Peer access between contexts does not open VMM memory: only cuMemSetAccess does.
+  EXPECT(cuLaunchKernel(add, 8, 1, 1, 128, 1, 1, 0, s, vparams, nullptr), CUDA_ERROR_ILLEGAL_ADDRESS);
+  acc.location.id = 0;
+  acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READ;
+  CK(cuMemSetAccess(v, kGran, &acc, 1));
+  loc.id = 0;
+  CK(cuMemGetAccess(&flags, &loc, v));
+  CHECK(flags == CU_MEM_ACCESS_FLAGS_PROT_READ);
+  loc.id = 1;
+  CK(cuMemGetAccess(&flags, &loc, v));
+  CHECK(flags == CU_MEM_ACCESS_FLAGS_PROT_READWRITE);  // untouched by the device-0 descriptor
+  CK(cuMemsetD32(v, 5, 1024));
+  CK(cuLaunchKernel(add, 8, 1, 1, 128, 1, 1, 0, s, vparams, nullptr));
+  CK(cuStreamSynchronize(s));
+  CK(cuMemcpyDtoH(ints.data(), v, 4096));
+  CHECK(std::all_of(ints.begin(), ints.end(), [](int x) { return x == 7; }));
+  acc.location.id = 2;
+  EXPECT(cuMemSetAccess(v, kGran, &acc, 1), CUDA_ERROR_INVALID_DEVICE);
+  CK(cuMemUnmap(v, kGran));
+  CK(cuMemAddressFree(v, kGran));
+  CK(cuMemRelease(h));
+  CK(cuStreamDestroy(s));
+  CK(cuModuleUnload(mod));
+  CK(cuMemFree(x0));
+  CK(cuMemFree(y0));
+  CK(cuMemFree(x1));
+}
+
+// Child: memory on both devices (cuMemAlloc each, VMM on device 1 at a fixed hint), reports
+// "ready UUID0 UUID1 BUS0 BUS1"; on "verify" checks every byte, the identity it now sees, and that it
+// keeps working on both devices (kernels, peer copies); says "ok DEV0UUID DEV1UUID".
+constexpr size_t kMgpuBytes = 2 * kGran + 4321;
+
+void mgpu_child() {
+  setup();
+  CUcontext c0 = primary(0), c1 = primary(1);
+  std::vector<uint64_t> h0(kMgpuBytes / 8), h1(kMgpuBytes / 8), hv(2 * kGran / 8);
+  fill(h0, 0);
+  fill(h1, 1);
+  fill(hv, 2);
+  CUdeviceptr a0, a1;
+  CK(cuMemAlloc(&a0, kMgpuBytes));
+  CK(cuMemcpyHtoD(a0, h0.data(), h0.size() * 8));
+  CK(cuCtxSetCurrent(c1));
+  CK(cuMemAlloc(&a1, kMgpuBytes));
+  CK(cuMemcpyHtoD(a1, h1.data(), h1.size() * 8));
+  CUmemAllocationProp prop = fd_prop();
+  prop.location.id = 1;
+  CUmemGenericAllocationHandle h;
+  CK(cuMemCreate(&h, 2 * kGran, &prop, 0));
+  CUdeviceptr v = 0;
+  CK(cuMemAddressReserve(&v, 2 * kGran, 0, 0x120000000000ull, 0));
+  CK(cuMemMap(v, 2 * kGran, 0, h, 0));
+  CUmemAccessDesc acc{};
+  acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  acc.location.id = 1;
+  acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  CK(cuMemSetAccess(v, 2 * kGran, &acc, 1));
+  CK(cuMemcpyHtoD(v, hv.data(), 2 * kGran));
+  CK(cuCtxSetCurrent(c0));
+  CK(cuCtxEnablePeerAccess(c1, 0));
+  std::string ready = "ready " + uuid_of(0) + " " + uuid_of(1) + " " + bus_of(0) + " " + bus_of(1);
+  tell_parent(ready.c_str());
+  if (wait_parent() != "verify") return;
+  std::vector<uint64_t> back(h0.size());
+  CK(cuMemcpyDtoH(back.data(), a0, back.size() * 8));
+  CHECK(back == h0);
+  CK(cuMemcpyDtoH(back.data(), a1, back.size() * 8));
+  CHECK(back == h1);
+  std::vector<uint64_t> vb(hv.size());
+  CK(cuMemcpyDtoH(vb.data(), v, 2 * kGran));
+  CHECK(vb == hv);
+  // Same ordinals, same owners; the current context is still device 0's primary.
+  CHECK(ordinal_of(a0) == 0 && ordinal_of(a1) == 1 && ordinal_of(v) == 1);
+  CUdevice d = -1;
+  CK(cuCtxGetDevice(&d));
+  CHECK(d == 0);
+  // Keeps working: a kernel on device 0 through peer access, a peer copy back, VMM access rules.
+  CUmodule mod;
+  CK(cuModuleLoadData(&mod, kPtx));
+  CUfunction add;
+  CK(cuModuleGetFunction(&add, mod, "cudasim_test_add"));
+  unsigned count = 4096;
+  int value = 9;
+  void *params[] = {&a1, &count, &value};
+  CK(cuLaunchKernel(add, 32, 1, 1, 128, 1, 1, 0, nullptr, params, nullptr));
+  CK(cuMemcpyPeer(a0, c0, a1, c1, kMgpuBytes));
+  CK(cuMemcpyDtoH(back.data(), a0, back.size() * 8));
+  auto *ints = reinterpret_cast<int *>(h1.data());
+  for (unsigned i = 0; i < count; i++) ints[i] += value;
+  CHECK(back == h1);
+  void *vparams[] = {&v, &count, &value};
+  EXPECT(cuLaunchKernel(add, 32, 1, 1, 128, 1, 1, 0, nullptr, vparams, nullptr), CUDA_ERROR_ILLEGAL_ADDRESS);
+  CK(cuCtxSetCurrent(c1));
+  CK(cuLaunchKernel(add, 32, 1, 1, 128, 1, 1, 0, nullptr, vparams, nullptr));
+  CK(cuCtxSynchronize());
+  CK(cuMemUnmap(v, 2 * kGran));
+  CK(cuMemRelease(h));
+  CK(cuMemFree(a1));
+  CK(cuCtxSetCurrent(c0));
+  CK(cuMemFree(a0));
+  std::string ok = std::string(g_failures ? "bad" : "ok") + " " + uuid_of(0) + " " + uuid_of(1) + " " +
+                   bus_of(0) + " " + bus_of(1);
+  tell_parent(ok.c_str());
+}
+
+std::vector<std::string> words(const std::string &line) {
+  std::vector<std::string> w;
+  size_t p = 0;
+  while (p < line.size()) {
+    size_t e = line.find(' ', p);
+    if (e == std::string::npos) e = line.size();
+    w.push_back(line.substr(p, e - p));
+    p = e + 1;
+  }
+  return w;
+}
+
+CUuuid parse_uuid(const std::string &s) {
+  CUuuid u{};
+  std::string hex;
+  for (char c : s.substr(4))
+    if (c != '-') hex.push_back(c);
+  for (int i = 0; i < 16; i++) u.bytes[i] = static_cast<char>(strtoul(hex.substr(2 * i, 2).c_str(), nullptr, 16));
+  return u;
+}
+
+CUresult restore_with(pid_t pid, const std::vector<std::pair<std::string, std::string>> &map) {
+  std::vector<CUcheckpointGpuPair> pairs;
+  for (auto &[from, to] : map) pairs.push_back({parse_uuid(from), parse_uuid(to)});
+  CUcheckpointRestoreArgs args{};
+  args.gpuPairs = pairs.data();
+  args.gpuPairsCount = static_cast<unsigned>(pairs.size());
+  return cuCheckpointProcessRestore(pid, &args);
+}
+
+void restore_remap() {
+  CK(cuInit(0));
+  Child c = Child::spawn({"mgpu-child"});
+  std::vector<std::string> r = words(c.line());
+  CHECK(r.size() == 5 && r[0] == "ready");
+  if (r.size() != 5) {
+    kill(c.pid, SIGKILL);
+    c.wait();
+    return;
+  }
+  const std::string u0 = r[1], u1 = r[2], b0 = r[3], b1 = r[4];
+  CHECK(u0 == uuid_of(0) && u1 == uuid_of(1));  // the same machine's sim GPUs
+  CK(cuCheckpointProcessLock(c.pid, nullptr));
+  CK(cuCheckpointProcessCheckpoint(c.pid, nullptr));
+  // Every device the process sees must be mapped, each once, onto a GPU that exists.
+  EXPECT(restore_with(c.pid, {{u0, u1}}), CUDA_ERROR_INVALID_VALUE);
+  CHECK(state_of(c.pid) == CU_PROCESS_STATE_CHECKPOINTED);
+  EXPECT(restore_with(c.pid, {{u0, u1}, {u1, u1}}), CUDA_ERROR_INVALID_VALUE);
+  EXPECT(restore_with(c.pid, {{u0, u1}, {u0, u0}}), CUDA_ERROR_INVALID_VALUE);
+  std::string nowhere = "GPU-00000000-0000-0000-0000-000000000000";
+  EXPECT(restore_with(c.pid, {{u0, u1}, {u1, nowhere}}), CUDA_ERROR_INVALID_VALUE);
+  EXPECT(restore_with(c.pid, {{u0, u1}, {u1, u0}, {nowhere, u0}}), CUDA_ERROR_INVALID_VALUE);
+  CUcheckpointRestoreArgs bad{};
+  bad.gpuPairsCount = 2;
+  EXPECT(cuCheckpointProcessRestore(c.pid, &bad), CUDA_ERROR_INVALID_VALUE);
+  CHECK(state_of(c.pid) == CU_PROCESS_STATE_CHECKPOINTED);
+  CK(restore_with(c.pid, {{u0, u1}, {u1, u0}}));
+  CHECK(state_of(c.pid) == CU_PROCESS_STATE_LOCKED);
+  CK(cuCheckpointProcessUnlock(c.pid, nullptr));
+  c.say("verify\n");
+  std::vector<std::string> ok = words(c.line());
+  // The process keeps its ordinals; they now name the other GPUs (UUID and PCI bus id follow).
+  CHECK(ok.size() == 5 && ok[0] == "ok");
+  if (ok.size() == 5) CHECK(ok[1] == u1 && ok[2] == u0 && ok[3] == b1 && ok[4] == b0);
+  CHECK(c.wait() == 0);
+}
+
+// The same through ckpt-ctl (PHOS_CKPT_CTL): ordinals and UUIDs in --gpu-map.
+void ckpt_ctl_remap() {
+  const char *tool = getenv("PHOS_CKPT_CTL");
+  CHECK(tool != nullptr);
+  if (!tool) return;
+  CK(cuInit(0));
+  Child c = Child::spawn({"mgpu-child"});
+  std::vector<std::string> r = words(c.line());
+  CHECK(r.size() == 5 && r[0] == "ready");
+  if (r.size() != 5) {
+    kill(c.pid, SIGKILL);
+    c.wait();
+    return;
+  }
+  auto run = [&](const std::string &args) {
+    std::string cmd = std::string(tool) + " " + args + " " + std::to_string(c.pid) + " >&2";
+    int st = system(cmd.c_str());
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  };
+  CHECK(run("suspend") == 0);
+  CHECK(run("--gpu-map 0=1 resume") == 1);                     // device 1 unmapped
+  CHECK(run("--gpu-map 0=1,1=7 resume") == 2);                 // no device 7 here: bad usage
+  CHECK(run("--gpu-map 0=1,0=0 restore") == 1);                // device 0 twice
+  CHECK(run("--gpu-map 0=1,junk resume") == 2);
+  CHECK(state_of(c.pid) == CU_PROCESS_STATE_CHECKPOINTED);
+  CHECK(run("--gpu-map " + r[1] + "=1,1=" + r[1].substr(0, 13) + " resume") == 0);
+  c.say("verify\n");
+  std::vector<std::string> ok = words(c.line());
+  CHECK(ok.size() == 5 && ok[0] == "ok");
+  if (ok.size() == 5) CHECK(ok[1] == r[2] && ok[2] == r[1]);
+  CHECK(c.wait() == 0);
+}
+
 struct Check {
   const char *name;
   std::function<void()> run;
@@ -780,12 +1210,17 @@ int main(int argc, char **argv) {
       {"param-info", param_info},               {"proc-address", proc_address},
       {"launch", launch},                       {"lock-blocks", lock_blocks},
       {"checkpoint-restore", checkpoint_restore}, {"checkpoint-errors", checkpoint_errors},
+      // PHOS_SIM_GPUS=2
+      {"devices", devices},                     {"peer-access", peer_access},
+      {"restore-remap", restore_remap},         {"ckpt-ctl-remap", ckpt_ctl_remap},
   };
   const std::vector<Check> children = {
       {"fd-share-child", [&] { fd_share_child(argc > 2 ? atoi(argv[2]) : -1); }},
       {"lock-child", lock_child},
       {"ckpt-child", ckpt_child},
       {"busy-child", busy_child},
+      {"visible-child", visible_child},
+      {"mgpu-child", mgpu_child},
   };
   std::string want = argc > 1 ? argv[1] : "all";
   for (const Check &c : children)
