@@ -46,8 +46,11 @@ void link_down(const char* why, int err) {
   int expected = kUp;
   if (!g_state.compare_exchange_strong(expected, kOff) && expected != kConnecting) return;
   g_state.store(kOff);
-  PHOS_LOG(error, "agent link closed: %s%s%s; continuing without the agent", why, err ? ": " : "",
-           err ? strerror(err) : "");
+  if (freeze_needs_agent())  // frozen or filling: the link thread reconnects
+    PHOS_LOG(info, "agent link closed: %s%s%s; reconnecting", why, err ? ": " : "", err ? strerror(err) : "");
+  else
+    PHOS_LOG(error, "agent link closed: %s%s%s; continuing without the agent", why, err ? ": " : "",
+             err ? strerror(err) : "");
   int fd = g_fd.load();
   if (fd >= 0) shutdown(fd, SHUT_RDWR);  // wakes the receiver, which closes the fd
 }
