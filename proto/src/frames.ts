@@ -87,8 +87,10 @@ export const OP_RESULTS = {
   'hash-round': s.object({ changed: s.array(s.uint()), chunks: s.uint(), ms: s.number(), pointerChunks: s.optional(s.uint()) }),
   'stream-out': s.object({ bytes: s.uint() }),
   snapshot: s.object({ ms: s.number(), bytes: s.optional(s.uint()) }),
-  freeze: s.object({ ms: s.number() }),
-  thaw: s.object({ ms: s.number() }),
+  /** bytes: copied into spare memory when the freeze carried spare fds. */
+  freeze: s.object({ ms: s.number(), bytes: s.optional(s.uint()) }),
+  /** remaining: allocations still dropped (more than 16 fds span several thaw frames; libphos unblocks at 0). */
+  thaw: s.object({ ms: s.number(), remaining: s.optional(s.uint()) }),
   gate: s.object({ pending: s.uint() }),
   rollback: s.object({}),
 } as const satisfies Record<Op, Schema>;
