@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
-import { PhosError, isErrorCode } from '../../proto/src/index.ts';
+import { PhosError, activeFault, isErrorCode, type FaultPoint } from '../../proto/src/index.ts';
 
 /**
  * Where deploy/install.sh builds the addon (`npx cmake-js compile --directory native/pccl --out build/pccl`);
@@ -20,6 +20,18 @@ export const MAX_PACKET_BYTES = 1 << 20;
 export const MAX_PACKET_FDS = 16;
 /** Longest unix socket path (sun_path minus its NUL). */
 export const MAX_SOCKET_PATH_BYTES = 107;
+/** Most parallel TCP streams one transport session may have. */
+export const MAX_TRANSPORT_STREAMS = 64;
+/** Largest chunk the transport carries in one frame (the receiver refuses bigger lengths as broken frames). */
+export const MAX_TRANSPORT_CHUNK_BYTES = 1 << 30;
+/** Streams per transport session when the caller names none. */
+export const DEFAULT_TRANSPORT_STREAMS = 4;
+/** How long a transport peer may stay silent (connect, handshake, owed ack, reconnect window) before it is gone. */
+export const DEFAULT_TRANSPORT_TIMEOUT_MS = 10_000;
+/** Reconnect attempts per broken stream (backoff 50 ms doubling to 1 s, all inside the timeout). */
+export const DEFAULT_TRANSPORT_RECONNECTS = 5;
+/** Address a receiver listens on when the caller names none. */
+export const DEFAULT_TRANSPORT_HOST = '0.0.0.0';
 
 // ---------------------------------------------------------------------------------------------------
 // DTOs, in addon.cpp's order.
@@ -126,6 +138,193 @@ export interface KeeperRegion extends Timing {
   size: number;
 }
 
+export interface TransportListenOptions {
+  /**
+   * Numeric address to listen on.
+   * @default DEFAULT_TRANSPORT_HOST ('0.0.0.0')
+   */
+  host?: string;
+  /**
+   * TCP port; 0 picks an ephemeral port (returned).
+   * @default 0
+   */
+  port?: number;
+  /** Streams the session will have (the sender must connect with the same number). */
+  streams: number;
+  /**
+   * A broken stream not reconnected within this long is reported as an AGENT_UNAVAILABLE error event.
+   * @default DEFAULT_TRANSPORT_TIMEOUT_MS
+   */
+  timeoutMs?: number;
+}
+
+/** A listening receiver: its id for the other transport calls and the port it is bound to. */
+export interface TransportReceiver {
+  id: number;
+  port: number;
+}
+
+/** Where chunks of one alloc id land: `dst` (mapping id or keeper region id) at `offset + chunkOffset`. */
+export interface TransportDest {
+  dst: number;
+  /** @default 0 */
+  offset?: number;
+}
+
+/** Totals per stream; `stream` is its index. Sender side counts re-sends, receiver side hash failures. */
+export interface TransportStreamTotals {
+  stream: number;
+  bytes: number;
+  chunks: number;
+  reconnects: number;
+  resent?: number;
+  corrupt?: number;
+}
+
+/** A stream of the session connected (`reconnect`: it replaces a broken connection of the same index). */
+export interface TransportStreamEvent {
+  type: 'stream';
+  stream: number;
+  peer: string;
+  reconnect: boolean;
+}
+
+/** A chunk arrived, its hash matched and its bytes are in the destination. A re-sent chunk may arrive twice. */
+export interface TransportChunkEvent {
+  type: 'chunk';
+  stream: number;
+  alloc: number;
+  offset: number;
+  length: number;
+  hash: string;
+}
+
+/** A chunk failed its hash check and was dropped (IMAGE_CORRUPT naming alloc and offset); the sender re-sends it. */
+export interface TransportCorruptEvent {
+  type: 'corrupt';
+  stream: number;
+  alloc: number;
+  offset: number;
+  length: number;
+  error: PhosError;
+}
+
+/** Bytes and chunks verified so far in the session, at most every 250 ms while bytes arrive. */
+export interface TransportProgressEvent {
+  type: 'progress';
+  bytes: number;
+  chunks: number;
+  ms: number;
+}
+
+/** A connection ended before its end-of-session marker; chunks it carried without an ack are re-sent. */
+export interface TransportStreamClosedEvent {
+  type: 'stream-closed';
+  stream: number;
+  reason: string;
+}
+
+/**
+ * Something the receiver could not do: BAD_FRAME (a broken header), NOT_FOUND (no destination for an
+ * alloc), AGENT_UNAVAILABLE (a broken stream did not come back within the timeout), DRIVER_FAILED.
+ */
+export interface TransportErrorEvent {
+  type: 'error';
+  stream?: number;
+  error: PhosError;
+}
+
+/** Every stream delivered its end-of-session marker: the session's totals. */
+export interface TransportEndEvent {
+  type: 'end';
+  session: string;
+  bytes: number;
+  chunks: number;
+  corrupt: number;
+  ms: number;
+  perStream: TransportStreamTotals[];
+}
+
+export type TransportReceiverEvent =
+  | TransportStreamEvent
+  | TransportChunkEvent
+  | TransportCorruptEvent
+  | TransportProgressEvent
+  | TransportStreamClosedEvent
+  | TransportErrorEvent
+  | TransportEndEvent;
+
+export interface TransportConnectOptions {
+  host: string;
+  port: number;
+  /** @default DEFAULT_TRANSPORT_STREAMS */
+  streams?: number;
+  /**
+   * Cap on the bytes per second of all streams together (token bucket); null: unlimited.
+   * @default null
+   */
+  bandwidthBytesPerSec?: number | null;
+  /** @default DEFAULT_TRANSPORT_TIMEOUT_MS */
+  timeoutMs?: number;
+  /** @default DEFAULT_TRANSPORT_RECONNECTS */
+  reconnects?: number;
+  /** Sender events (stream-broken, stream-resumed, stream-dead, resend). */
+  onEvent?: (e: TransportSenderEvent) => void;
+}
+
+/** A connected sender: its id and the session id the receiver sees. */
+export interface TransportSender {
+  id: number;
+  session: string;
+}
+
+/** A stream's connection broke, was re-established (`attempt`), or was given up. */
+export interface TransportSenderStreamEvent {
+  type: 'stream-broken' | 'stream-resumed' | 'stream-dead';
+  stream: number;
+  reason: string;
+  attempt?: number;
+}
+
+/** A chunk goes out again: the receiver's hash differed (`corrupt`) or its stream broke before the ack. */
+export interface TransportResendEvent {
+  type: 'resend';
+  alloc: number;
+  offset: number;
+  length: number;
+  reason: 'corrupt' | 'stream-broken';
+  expected?: string;
+  actual?: string;
+}
+
+export type TransportSenderEvent = TransportSenderStreamEvent | TransportResendEvent;
+
+/** One chunk to send: `length` bytes at `offset` of `src` land at `chunkOffset` of `alloc` on the receiver. */
+export interface TransportItem {
+  /** A mapping id (mapFd) or a keeper region id. */
+  src: number;
+  offset: number;
+  length: number;
+  alloc: number;
+  chunkOffset: number;
+}
+
+export interface TransportSendResult extends Timing {
+  /** Bytes acknowledged (each item once). */
+  bytes: number;
+  /** Per item, in order: the hash the receiver verified (libphos's chunk hash, 16 hex digits). */
+  hashes: string[];
+  perStream: TransportStreamTotals[];
+}
+
+export interface TransportCloseResult extends Timing {
+  bytes: number;
+  chunks: number;
+  /** Every live stream's end-of-session marker was acknowledged within the timeout. */
+  ended: boolean;
+  perStream: TransportStreamTotals[];
+}
+
 /** The native functions exactly as addon.cpp registers them, in its order; every field set. */
 interface NativePccl {
   driverCheckpoint(op: DriverOp, pid: number, timeoutMs: number): Promise<Timing>;
@@ -147,7 +346,23 @@ interface NativePccl {
   keeperExportFd(id: number): Promise<number>;
   keeperSpare(size: number): Promise<KeeperRegion>;
   keeperCopy(dstId: number, dstOff: number, srcId: number, srcOff: number, length: number): Promise<Timing>;
+  transportListen(opts: { host: string; port: number; streams: number; timeoutMs: number }, onEvent: (e: NativeTransportEvent) => void): TransportReceiver;
+  transportRegisterDest(receiver: number, alloc: number, dest: { dst: number; offset: number }): void;
+  transportReceiverClose(receiver: number): void;
+  transportConnect(
+    opts: { host: string; port: number; streams: number; bandwidthBytesPerSec: number | null; timeoutMs: number; reconnects: number; fault: FaultPoint | null },
+    onEvent: (e: TransportSenderEvent) => void,
+  ): Promise<TransportSender>;
+  transportSend(sender: number, items: TransportItem[]): Promise<TransportSendResult>;
+  transportSetBandwidth(sender: number, bytesPerSec: number | null): void;
+  transportClose(sender: number): Promise<TransportCloseResult>;
 }
+
+/** Receiver events as native code sends them: errors are plain PcclError objects, turned into PhosError here. */
+type NativeTransportEvent =
+  | Exclude<TransportReceiverEvent, TransportCorruptEvent | TransportErrorEvent>
+  | (Omit<TransportCorruptEvent, 'error'> & { error: unknown })
+  | (Omit<TransportErrorEvent, 'error'> & { error: unknown });
 
 // ---------------------------------------------------------------------------------------------------
 // Loading and errors.
@@ -396,4 +611,114 @@ export async function keeperCopy(dstId: number, dstOff: number, srcId: number, s
   const d = idArg('dstId', dstId);
   const s = idArg('srcId', srcId);
   return callAsync(() => native().keeperCopy(d, uint('dstOff', dstOff), s, uint('srcOff', srcOff), uint('length', length, { min: 1 })));
+}
+
+function streamsArg(v: unknown): number {
+  return uint('streams', v, { min: 1, max: MAX_TRANSPORT_STREAMS });
+}
+
+function hostArg(v: unknown): string {
+  if (typeof v !== 'string' || v.length === 0 || v.includes('\0')) throw badArgs('host must be a non-empty string');
+  return v;
+}
+
+function rateArg(v: unknown): number | null {
+  if (v === null || v === undefined) return null;
+  return uint('bandwidthBytesPerSec', v, { min: 1 });
+}
+
+/**
+ * Starts a transport receiver: binds `host:port` at once (port 0: ephemeral, returned) and accepts the
+ * `streams` connections of one session, each on its own native thread. Chunks land in the destinations
+ * registered with transportRegisterDest; `onEvent` gets records, never bytes. Close it with
+ * transportReceiverClose (it keeps the process alive until then, like a listening server).
+ */
+export function transportListen(opts: TransportListenOptions, onEvent: (e: TransportReceiverEvent) => void): TransportReceiver {
+  const host = hostArg(opts?.host ?? DEFAULT_TRANSPORT_HOST);
+  const port = uint('port', opts.port ?? 0, { max: 65535 });
+  const streams = streamsArg(opts.streams);
+  const timeoutMs = uint('timeoutMs', opts.timeoutMs ?? DEFAULT_TRANSPORT_TIMEOUT_MS, { min: 1, max: 0x7fffffff });
+  if (typeof onEvent !== 'function') throw badArgs('onEvent must be a function');
+  return call(() =>
+    native().transportListen({ host, port, streams, timeoutMs }, (e) => {
+      if (e.type === 'corrupt' || e.type === 'error') onEvent({ ...e, error: fromNative(e.error) } as TransportReceiverEvent);
+      else onEvent(e);
+    }),
+  );
+}
+
+/** Chunks of `alloc` will land in `dest.dst` (a writable mapping or a keeper region) at `dest.offset + chunkOffset`. */
+export function transportRegisterDest(receiver: number, alloc: number, dest: TransportDest): void {
+  const r = idArg('receiver', receiver);
+  const a = uint('alloc', alloc, { max: 0xffffffff });
+  const dst = idArg('dst', dest?.dst);
+  const offset = uint('offset', dest.offset ?? 0);
+  call(() => native().transportRegisterDest(r, a, { dst, offset }));
+}
+
+/** Stops a receiver: every connection ends, its threads are joined, no event follows. Idempotent. */
+export function transportReceiverClose(receiver: number): void {
+  const r = idArg('receiver', receiver);
+  if (!addon) return;
+  call(() => native().transportReceiverClose(r));
+}
+
+/**
+ * Connects a sender's `streams` TCP connections to a receiver and completes each handshake; rejects
+ * with AGENT_UNAVAILABLE when the receiver cannot be reached within `timeoutMs`. `PHOS_FAULT` arms the
+ * transport fault points (proto/src/faults.ts) for this sender. Close it with transportClose.
+ */
+export async function transportConnect(opts: TransportConnectOptions): Promise<TransportSender> {
+  const host = hostArg(opts?.host);
+  const port = uint('port', opts.port, { min: 1, max: 65535 });
+  const streams = streamsArg(opts.streams ?? DEFAULT_TRANSPORT_STREAMS);
+  const bandwidthBytesPerSec = rateArg(opts.bandwidthBytesPerSec);
+  const timeoutMs = uint('timeoutMs', opts.timeoutMs ?? DEFAULT_TRANSPORT_TIMEOUT_MS, { min: 1, max: 0x7fffffff });
+  const reconnects = uint('reconnects', opts.reconnects ?? DEFAULT_TRANSPORT_RECONNECTS, { max: 1000 });
+  const onEvent = opts.onEvent ?? (() => {});
+  if (typeof onEvent !== 'function') throw badArgs('onEvent must be a function');
+  let fault: FaultPoint | null;
+  try {
+    fault = activeFault();
+  } catch (err) {
+    throw badArgs((err as Error).message);
+  }
+  return callAsync(() => native().transportConnect({ host, port, streams, bandwidthBytesPerSec, timeoutMs, reconnects, fault }, onEvent));
+}
+
+/**
+ * Sends chunks over the sender's streams (spread over whichever stream is free), each with its hash in
+ * the header; resolves once the receiver acknowledged every one, with the hashes it verified. A chunk
+ * whose hash fails at the receiver, or whose stream breaks before its ack, is sent again. Rejects with
+ * AGENT_UNAVAILABLE when every stream is gone, NOT_FOUND when the receiver has no destination for an
+ * alloc, IMAGE_CORRUPT when a chunk keeps failing its check.
+ */
+export async function transportSend(sender: number, items: TransportItem[]): Promise<TransportSendResult> {
+  const s = idArg('sender', sender);
+  if (!Array.isArray(items)) throw badArgs('items must be an array');
+  const checked = items.map((it, i) => ({
+    src: idArg(`items[${i}].src`, it?.src),
+    offset: uint(`items[${i}].offset`, it.offset),
+    length: uint(`items[${i}].length`, it.length, { min: 1, max: MAX_TRANSPORT_CHUNK_BYTES }),
+    alloc: uint(`items[${i}].alloc`, it.alloc, { max: 0xffffffff }),
+    chunkOffset: uint(`items[${i}].chunkOffset`, it.chunkOffset),
+  }));
+  return callAsync(() => native().transportSend(s, checked));
+}
+
+/** Changes the sender's bandwidth cap (bytes/s for all streams together; null: unlimited) from the next piece on. */
+export function transportSetBandwidth(sender: number, bytesPerSec: number | null): void {
+  const s = idArg('sender', sender);
+  const r = rateArg(bytesPerSec);
+  call(() => native().transportSetBandwidth(s, r));
+}
+
+/**
+ * Ends the session: sends still in flight reject with CANCELLED, every live stream carries the
+ * end-of-session marker, the receiver's acknowledgement is awaited (up to the timeout; `ended` says
+ * whether it came), the threads are joined. Resolves with the session's totals.
+ */
+export async function transportClose(sender: number): Promise<TransportCloseResult> {
+  const s = idArg('sender', sender);
+  return callAsync(() => native().transportClose(s));
 }

@@ -7,6 +7,7 @@
 #include "driver-ckpt.h"
 #include "keeper.h"
 #include "shm.h"
+#include "transport.h"
 
 namespace {
 
@@ -41,6 +42,14 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
       {"keeperExportFd", keeperExportFd},
       {"keeperSpare", keeperSpare},
       {"keeperCopy", keeperCopy},
+      // transport.cpp
+      {"transportListen", transportListen},
+      {"transportRegisterDest", transportRegisterDest},
+      {"transportReceiverClose", transportReceiverClose},
+      {"transportConnect", transportConnect},
+      {"transportSend", transportSend},
+      {"transportSetBandwidth", transportSetBandwidth},
+      {"transportClose", transportClose},
   };
   for (const Fn& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
   return exports;
