@@ -8,10 +8,10 @@ import { assertContinuous, parseWorkloadLog, referenceChecksum, waitForLog, work
 import { gpuFiles, startAgent, type AgentHandle } from './agent-harness.ts';
 
 const ARGS: Record<Workload, string[]> = {
-  counter: ['--mib', '32', '--steps', '160', '--step-ms', '25'],
-  streams: ['--steps', '160', '--step-ms', '25'],
-  'vmm-grow': ['--steps', '160', '--step-ms', '25'],
-  'ptr-chase': ['--steps', '160', '--step-ms', '25'],
+  counter: ['--mib', '32', '--steps', '100', '--step-ms', '20'],
+  streams: ['--steps', '100', '--step-ms', '20'],
+  'vmm-grow': ['--steps', '80', '--step-ms', '20'],
+  'ptr-chase': ['--steps', '100', '--step-ms', '20'],
 };
 
 let agent: AgentHandle;
@@ -19,10 +19,9 @@ beforeEach(async () => { agent = await startAgent('23000-23999'); });
 afterEach(async () => { await agent.stop(); });
 
 async function runWorkload(name: Workload): Promise<{ pid: number; logPath: string }> {
-  const r = await agent.phosJson<{ process: { pid: number; logPath: string } }>(['run', '--job', name, '--', workloadPath(name), ...ARGS[name]]);
-  expect(r.code, r.stderr).toBe(0);
-  await waitForLog(r.last.process.logPath, (l) => l.steps.length >= 10);
-  return r.last.process;
+  const p = await agent.run([workloadPath(name), ...ARGS[name]], name);
+  await waitForLog(p.logPath, (l) => l.steps.length >= 5);
+  return p;
 }
 
 describe('phos pre-dump / dump / restore (agent, CRIU, cudasim)', () => {

@@ -5,6 +5,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from 'node:net';
 import { CUDASIM_DIR, ROOT, cudasimEnv } from '../helpers/paths.ts';
 
 export interface AgentHandle {
@@ -16,7 +17,29 @@ export interface AgentHandle {
   phos(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   /** phos with --json: the last stdout line parsed. */
   phosJson<T = Record<string, unknown>>(args: string[]): Promise<{ code: number; last: T; lines: Record<string, unknown>[]; stderr: string }>;
+  /** Starts argv through the control socket directly (no CLI start-up cost); returns the process record. */
+  run(argv: string[], job: string): Promise<{ pid: number; logPath: string }>;
   stop(): Promise<void>;
+}
+
+/** One control request straight over the socket (JSON lines, proto/src/control.ts); resolves with the result body. */
+function callAgent(socket: string, verb: string, body: Record<string, unknown>): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(socket);
+    let buf = '';
+    sock.setEncoding('utf8');
+    sock.once('connect', () => sock.write(JSON.stringify({ v: 1, id: 1, verb, ...body }) + '\n'));
+    sock.on('error', reject);
+    sock.on('data', (d: string) => {
+      buf += d;
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const e = JSON.parse(buf.slice(0, nl)) as { t: string; body?: unknown; err?: { message: string } };
+        buf = buf.slice(nl + 1);
+        if (e.t === 'result') { sock.end(); resolve(e.body); }
+        if (e.t === 'error') { sock.end(); reject(new Error(e.err?.message)); }
+      }
+    });
+  });
 }
 
 export async function startAgent(pidRange: string): Promise<AgentHandle> {
@@ -47,10 +70,14 @@ export async function startAgent(pidRange: string): Promise<AgentHandle> {
       const lines = r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
       return { code: r.code, last: lines[lines.length - 1] as T, lines, stderr: r.stderr };
     },
+    async run(argv: string[], job: string) {
+      const vars: Record<string, string> = {};
+      for (const [k, v] of Object.entries(env)) if (v !== undefined) vars[k] = v;
+      return await callAgent(controlSocket, 'run', { argv, job, env: vars }) as { pid: number; logPath: string };
+    },
     async stop() {
-      const r = await phos(['ps', '--json']);
       try {
-        const { processes } = JSON.parse(r.stdout) as { processes: { pid: number; state: string }[] };
+        const { processes } = await callAgent(controlSocket, 'ps', { all: true }) as { processes: { pid: number; state: string }[] };
         for (const p of processes) if (p.state !== 'exited' && p.state !== 'dumped') { try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ } }
       } catch { /* agent already gone */ }
       if (proc.exitCode === null) {

@@ -1,0 +1,118 @@
+// The agent through the CLI: run/ps/logs, and the ways a checkpoint or restore must refuse cleanly —
+// an unmanaged pid, a full disk (app keeps running, no partial image), a flipped byte in a gpu/ chunk or a
+// truncated CRIU file (restore names the file) — plus incremental images that reference their parent.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readWorkloadLog, waitForLog, workloadPath } from '../helpers/workload.ts';
+import { gpuFiles, startAgent, type AgentHandle } from './agent-harness.ts';
+
+const COUNTER = (steps: number) => [workloadPath('counter'), '--mib', '32', '--steps', String(steps), '--step-ms', '20'];
+let agent: AgentHandle;
+const mounts: string[] = [];
+beforeEach(async () => { agent = await startAgent('25000-25999'); });
+afterEach(async () => {
+  for (const m of mounts.splice(0)) { try { execFileSync('umount', [m]); } catch { /* not mounted */ } }
+  await agent.stop();
+});
+
+describe('phos run / ps / logs', () => {
+  it('starts a workload under the agent with a pid from the range and shows it in ps and logs', async () => {
+    const r = await agent.phos(['run', '--job', 'ctr', '--', ...COUNTER(40)]);
+    expect(r.code, r.stderr).toBe(0);
+    const pid = Number(r.stdout.trim());
+    expect(pid).toBeGreaterThanOrEqual(25000);
+    expect(pid).toBeLessThanOrEqual(25999);
+    const ps = await agent.phos(['ps']);
+    expect(ps.stdout).toMatch(new RegExp(`^${pid}\\s+ctr\\s+(running|exited)`, 'm'));
+    const f = await agent.phos(['logs', 'ctr', '-f']);
+    expect(f.code, f.stderr).toBe(0);
+    expect(f.stdout).toMatch(/^ready$/m);
+    expect(f.stdout).toMatch(/^checksum [0-9a-f]{16}$/m);
+    const ps2 = await agent.phosJson<{ processes: { pid: number; state: string; exitCode: number }[] }>(['ps']);
+    expect(ps2.last.processes.find((p) => p.pid === pid)).toMatchObject({ state: 'exited', exitCode: 0 });
+  });
+});
+
+describe('refusals', () => {
+  it('refuses an unmanaged pid with NOT_MANAGED and exit status 3', async () => {
+    const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const r = await agent.phos(['pre-dump', '--pid', String(other.pid), '--dir', join(agent.dir, 'x')]);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toMatch(/^error NOT_MANAGED: pid \d+ was not started by phos/m);
+      expect(r.stderr).toMatch(/^remedy: /m);
+      expect(existsSync(join(agent.dir, 'x'))).toBe(false);
+    } finally { other.kill('SIGKILL'); }
+  });
+
+  it('a dump to a full tmpfs is DISK_FULL; the app keeps running and no partial image is left', async () => {
+    const full = join(agent.dir, 'full');
+    mkdirSync(full);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', full]);
+    mounts.push(full);
+    const p = await agent.run(COUNTER(80), 'ctr');
+    await waitForLog(p.logPath, (l) => l.steps.length >= 5);
+    const r = await agent.phos(['dump', '--pid', String(p.pid), '--dir', join(full, 'img')]);
+    expect(r.code, r.stderr).toBe(7);
+    expect(r.stderr).toMatch(/^error DISK_FULL: /m);
+    expect(readdirSync(full).filter((e) => e !== 'lost+found')).toEqual([]);
+    const final = await waitForLog(p.logPath, (l) => l.checksum !== null || l.steps.some((s) => !s.ok), 30_000);
+    expect(final.steps.every((s) => s.ok)).toBe(true);
+  });
+
+  it('restore refuses a flipped byte in a gpu/ chunk and a truncated CRIU file, naming the file, before any process exists', async () => {
+    const p = await agent.run(COUNTER(200), 'ctr');
+    await waitForLog(p.logPath, (l) => l.steps.length >= 5);
+    const img = join(agent.dir, 'img');
+    const d = await agent.phos(['dump', '--pid', String(p.pid), '--dir', img]);
+    expect(d.code, d.stderr).toBe(0);
+    const chunk = join(img, 'gpu', gpuFiles(img)[0]!);
+    const bytes = readFileSync(chunk);
+    bytes[12345] = bytes[12345]! ^ 0x01;
+    writeFileSync(chunk, bytes);
+    const r = await agent.phos(['restore', '--dir', img]);
+    expect(r.code).toBe(7);
+    expect(r.stderr).toMatch(/^error IMAGE_CORRUPT: /m);
+    expect(r.stderr).toContain(chunk);
+    expect(existsSync(`/proc/${p.pid}`)).toBe(false);
+
+    bytes[12345] = bytes[12345]! ^ 0x01;
+    writeFileSync(chunk, bytes);
+    const pages = readdirSync(join(img, 'criu')).filter((f) => f.startsWith('pages-')).map((f) => join(img, 'criu', f))
+      .sort((a, b) => statSync(b).size - statSync(a).size)[0]!;
+    truncateSync(pages, statSync(pages).size - 4096);
+    const t = await agent.phos(['restore', '--dir', img]);
+    expect(t.code).toBe(7);
+    expect(t.stderr).toContain(pages);
+    expect(existsSync(`/proc/${p.pid}`)).toBe(false);
+  });
+});
+
+describe('incremental images', () => {
+  it('a pre-dump with --parent writes only the chunks the parent does not hold (counter: cold buffers come from the parent)', async () => {
+    // Two runs of the same counter: their cold buffers are the same bytes, their hot buffer differs by step.
+    const a = await agent.run(COUNTER(400), 'a');
+    await waitForLog(a.logPath, (l) => l.steps.length >= 5);
+    const img1 = join(agent.dir, 'img1');
+    const r1 = await agent.phosJson<{ result: { chunks: number; chunksWritten: number; chunksFromParent: number } }>(['pre-dump', '--pid', String(a.pid), '--dir', img1]);
+    expect(r1.code, r1.stderr).toBe(0);
+    expect(gpuFiles(img1).length).toBe(r1.last.result.chunksWritten);
+    const aSteps = readWorkloadLog(a.logPath).steps.length; // A was frozen at or before this step
+    const b = await agent.run(COUNTER(400), 'b');
+    await waitForLog(b.logPath, (l) => l.steps.length >= aSteps + 3);
+    const img2 = join(agent.dir, 'img2');
+    const r2 = await agent.phosJson<{ result: { chunks: number; chunksWritten: number; chunksFromParent: number } }>(['pre-dump', '--pid', String(b.pid), '--dir', img2, '--parent', img1]);
+    expect(r2.code, r2.stderr).toBe(0);
+    const { chunks, chunksWritten, chunksFromParent } = r2.last.result;
+    expect(chunks).toBe(r1.last.result.chunks);
+    // 32 MiB of cold buffers = 16 chunks at least come from the parent; only the hot buffer's chunk is new.
+    expect(chunksFromParent).toBeGreaterThanOrEqual(16);
+    expect(chunksWritten).toBe(1);
+    expect(gpuFiles(img2).length).toBe(1);
+    const m = JSON.parse(readFileSync(join(img2, 'manifest.json'), 'utf8')) as { parent: string; chunks: { file: string }[] };
+    expect(m.parent).toBe(img1);
+    expect(m.chunks.filter((c) => c.file.startsWith('../img1/gpu/')).length).toBe(chunksFromParent);
+  });
+});
