@@ -245,10 +245,13 @@ CUresult device_attribute(void *data, CUpointer_attribute a, const arena::Mappin
       *static_cast<int *>(data) = 0; break;  // cuIpc* is not simulated
     case CU_POINTER_ATTRIBUTE_ALLOWED_HANDLE_TYPES:
       *static_cast<unsigned long long *>(data) = m.phys->prop.requestedHandleTypes; break;
-    case CU_POINTER_ATTRIBUTE_ACCESS_FLAGS:  // as seen from the current context's device
-      *static_cast<unsigned *>(data) = m.access[current_device()] & PROT_WRITE ? CU_POINTER_ATTRIBUTE_ACCESS_FLAG_READWRITE
-                                                            : CU_POINTER_ATTRIBUTE_ACCESS_FLAG_READ;
+    case CU_POINTER_ATTRIBUTE_ACCESS_FLAGS: {  // VMM: as granted to the current context's device
+      int prot = m.phys->from_alloc ? m.prot : m.access[current_device()];
+      *static_cast<unsigned *>(data) = prot & PROT_WRITE ? CU_POINTER_ATTRIBUTE_ACCESS_FLAG_READWRITE
+                                       : prot & PROT_READ ? CU_POINTER_ATTRIBUTE_ACCESS_FLAG_READ
+                                                          : CU_POINTER_ATTRIBUTE_ACCESS_FLAG_NONE;
       break;
+    }
     case CU_POINTER_ATTRIBUTE_SYNC_MEMOPS: *static_cast<int *>(data) = 1; break;
     case CU_POINTER_ATTRIBUTE_P2P_TOKENS: return CUDA_ERROR_NOT_SUPPORTED;
     default: *static_cast<int *>(data) = 0; break;

@@ -998,6 +998,9 @@ void peer_access() {
   loc.id = 0;
   CK(cuMemGetAccess(&flags, &loc, v));
   CHECK(flags == CU_MEM_ACCESS_FLAGS_PROT_READ);
+  unsigned pflags = 99;
+  CK(cuPointerGetAttribute(&pflags, CU_POINTER_ATTRIBUTE_ACCESS_FLAGS, v));  // from device 0
+  CHECK(pflags == CU_POINTER_ATTRIBUTE_ACCESS_FLAG_READ);
   loc.id = 1;
   CK(cuMemGetAccess(&flags, &loc, v));
   CHECK(flags == CU_MEM_ACCESS_FLAGS_PROT_READWRITE);  // untouched by the device-0 descriptor
@@ -1086,6 +1089,7 @@ void mgpu_child() {
   CK(cuCtxSetCurrent(c1));
   CK(cuLaunchKernel(add, 32, 1, 1, 128, 1, 1, 0, nullptr, vparams, nullptr));
   CK(cuCtxSynchronize());
+  CK(cuModuleUnload(mod));
   CK(cuMemUnmap(v, 2 * kGran));
   CK(cuMemRelease(h));
   CK(cuMemFree(a1));
