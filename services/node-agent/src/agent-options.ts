@@ -40,6 +40,8 @@ export interface AgentOptions {
   };
   /** VA region handed to libphos (PHOS_VA_BASE, PHOS_VA_SIZE). Every process of a node gets the same one. */
   va?: { base?: number | string; size?: number | string };
+  /** Take the keeper path when a process qualifies (libphos linked, every device byte kept); false: always the safe path. @default true */
+  keeperPath?: boolean;
   /** Extra environment for every managed process (e.g. LD_LIBRARY_PATH of a simulated driver). */
   env?: Record<string, string>;
 }
@@ -60,6 +62,7 @@ export interface CompiledAgentOptions {
   vaSize: number;
   chunkSize: number;
   env: Record<string, string>;
+  keeperPath: boolean;
 }
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
@@ -111,6 +114,7 @@ export function compileAgentOptions(o: AgentOptions = {}): CompiledAgentOptions 
     libcuda: o.libcuda ? absPath('libcuda', o.libcuda, '') : null,
     criu: o.criu ?? null, fsync,
     vaBase, vaSize: num('va.size', o.va?.size, DEFAULT_VA_SIZE), chunkSize: DEFAULT_CHUNK_SIZE, env,
+    keeperPath: o.keeperPath ?? true,
   };
 }
 

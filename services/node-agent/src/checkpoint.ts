@@ -11,7 +11,8 @@ import { MANIFEST_VERSION, PhosError, type CheckpointResult, type ControlPhase, 
 import type { CompiledAgentOptions } from './agent-options.ts';
 import { criuDump, criuVersion } from './criu.ts';
 import { createImageDir, criuFileSizes, readManifest, removeImageDir, writeGpuChunks, writeManifest, type ImageDir, type ImageManifest } from './image.ts';
-import type { Keeper } from './keeper.ts';
+import type { Keeper, KeptAllocation } from './keeper.ts';
+import { thawProcess } from './thaw.ts';
 import type { LibphosLink } from './libphos-link.ts';
 import type { ProcessRecord, ProcessRegistry } from './process-registry.ts';
 import { runSteps, type Step, type StepReport } from './step-runner.ts';
@@ -77,6 +78,182 @@ function checkSpace(dir: string, need: number): void {
   }
 }
 
+/** Why the keeper path cannot be taken (null: it can): libphos linked, every device byte explained and kept. */
+async function keeperPathRefusal(d: CheckpointDeps, pid: number, linked: boolean, allocs: number): Promise<string | null> {
+  if (!d.o.keeperPath) return 'the keeper path is switched off in the agent config';
+  if (!linked) return 'libphos is not connected';
+  if (allocs === 0) return 'the keeper holds no device memory of this process';
+  try {
+    const st = await d.link.request(pid, 'status');
+    if (Number(st.untrackedBytes) > 0) return `${String(st.untrackedBytes)} device bytes are not tracked by libphos (pass-through allocations)`;
+    if (typeof st.unexplainedBytes === 'number' && st.unexplainedBytes > 0) return `${st.unexplainedBytes} device bytes are unexplained`;
+    if (st.allocations !== undefined && Number(st.slabs ?? 0) + Number(st.appHandles ?? 0) > allocs) return 'the keeper does not hold every allocation yet';
+  } catch (err) {
+    return `libphos status failed: ${(err as Error).message}`;
+  }
+  return null;
+}
+
+interface KeeperCtx {
+  spares: { id: number; region: number }[];
+  spareFds: number[];
+  frozen: boolean;
+  released: boolean;
+  stopped: boolean;
+  hidden: boolean;
+  lockedAt: number;
+  releasedAt: number;
+  criuMs: number;
+  write: { chunks: Manifest['chunks']; written: number; fromParent: number; bytesWritten: number };
+}
+
+/**
+ * The keeper path: libphos freezes (a pre-dump copies every allocation into keeper spare memory first:
+ * the consistent point) and drops its device mappings, so the driver checkpoint and CRIU see an almost
+ * empty context; then the driver restore + unlock and a thaw that hands the keeper's fds back. GPU bytes
+ * move only afterwards, from spare (pre-dump) or kept (dump) memory to gpu/ while the app runs.
+ */
+async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, report: Reporter,
+  p: { rec: ProcessRecord; img: ImageDir; parent: { dir: string; manifest: ImageManifest } | null; version: string; allocs: KeptAllocation[]; t0: number; log: Logger }): Promise<CheckpointResult> {
+  const { pid } = req;
+  const pre = req.kind === 'pre-dump';
+  const c: KeeperCtx = { spares: [], spareFds: [], frozen: false, released: false, stopped: false, hidden: false, lockedAt: 0, releasedAt: 0, criuMs: 0, write: { chunks: [], written: 0, fromParent: 0, bytesWritten: 0 } };
+  const unhide = () => { if (c.hidden) { d.link.accept(pid); c.hidden = false; } };
+  const thaw = async () => {
+    unhide();
+    await thawProcess(d.link, pid, p.allocs, null);
+    c.frozen = false;
+  };
+  const steps: Step<KeeperCtx>[] = [];
+  if (pre) {
+    steps.push({
+      name: 'spare',
+      run: async () => {
+        report.phase('prepare');
+        for (const a of p.allocs) {
+          const r = await pccl.keeperSpare(a.size);
+          c.spares.push({ id: a.id, region: r.id });
+          c.spareFds.push(await pccl.keeperExportFd(r.id));
+        }
+      },
+      undo: async () => { for (const s of c.spares) await pccl.keeperRelease(s.region).catch(() => undefined); c.spares = []; },
+    });
+  }
+  steps.push({
+    name: 'freeze',
+    run: async () => {
+      report.phase('freeze');
+      moveTo(p.rec, 'freezing', `${req.kind}: libphos freeze`);
+      c.lockedAt = performance.now();
+      d.link.refuse(pid);
+      c.hidden = true;
+      try {
+        await d.link.request(pid, 'freeze', pre ? { allocIds: c.spares.map((s) => s.id) } : {}, c.spareFds);
+      } finally {
+        for (const fd of c.spareFds) pccl.closeFd(fd);
+        c.spareFds = [];
+      }
+      c.frozen = true;
+      const deadline = Date.now() + 3000;
+      while (d.link.connected(pid)) {
+        if (Date.now() > deadline) throw new PhosError('TIMEOUT', `pid ${pid}: libphos did not close its socket after the freeze`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    },
+    undo: async () => {
+      if (c.released) return;
+      if (c.frozen) await thaw();
+      else unhide();
+      moveTo(p.rec, 'running', 'rollback: thawed');
+    },
+  }, {
+    name: 'lock',
+    run: async () => { report.phase('lock'); await pccl.driverCheckpoint('lock', pid); },
+    undo: async () => { if (!c.released) await pccl.driverCheckpoint('unlock', pid); },
+  }, {
+    name: 'checkpoint',
+    run: async () => { report.phase('checkpoint'); await pccl.driverCheckpoint('checkpoint', pid); moveTo(p.rec, 'frozen', 'driver checkpointed'); },
+    undo: async () => { if (!c.released) { moveTo(p.rec, 'thawing', 'rollback: driver restore'); await pccl.driverCheckpoint('restore', pid); } },
+  }, {
+    name: 'criu-dump',
+    run: async () => {
+      report.phase('criu-dump');
+      moveTo(p.rec, 'dumping', 'criu dump');
+      const r = await criuDump({ pid, dir: p.img.criuDir, leaveRunning: pre, leaveStopped: !pre, bin: d.o.criu ?? undefined });
+      c.criuMs = r.ms;
+      c.stopped = !pre;
+    },
+    undo: async () => { if (c.stopped) { process.kill(pid, 'SIGCONT'); c.stopped = false; } },
+  });
+  if (pre) {
+    steps.push({
+      name: 'resume',
+      run: async () => {
+        report.phase('driver-restore');
+        moveTo(p.rec, 'thawing', 'pre-dump: driver restore, thaw');
+        await pccl.driverCheckpoint('restore', pid);
+        report.phase('unlock');
+        await pccl.driverCheckpoint('unlock', pid);
+        report.phase('thaw');
+        await thaw();
+        c.released = true;
+        c.releasedAt = performance.now();
+        moveTo(p.rec, 'running', 'pre-dump: thawed');
+      },
+    });
+  }
+  steps.push({
+    name: 'write-gpu',
+    run: async () => {
+      // pre-dump: the spare copies are the consistent point; dump: the kept memory itself (the app is stopped and frozen).
+      const src = pre ? p.allocs.map((a, i) => ({ ...a, region: c.spares[i]!.region })) : p.allocs;
+      c.write = await writeGpuChunks(p.img, src, d.o.chunkSize, p.parent, d.o.fsync, (x) => report.phase('write-gpu', x.bytesDone, x.bytesTotal));
+    },
+  }, {
+    name: 'seal',
+    run: async () => {
+      report.phase('seal');
+      writeManifest(p.img, manifestOf(d, req, p.rec, p.version, p.allocs, c.write.chunks, p.parent, 'keeper', null, p.img), d.o.fsync);
+      if (c.stopped) {
+        process.kill(pid, 'SIGKILL');
+        c.stopped = false;
+        c.released = true;
+        c.releasedAt = performance.now();
+        unhide();
+        moveTo(p.rec, 'dumped', 'image sealed; process ended');
+      }
+    },
+  });
+  await runSteps(`${req.kind} (keeper)`, steps, c, {
+    log: p.log,
+    onStep: (r) => report.step(r),
+    finish: async (_c, err) => {
+      for (const s of c.spares) await pccl.keeperRelease(s.region).catch(() => undefined);
+      unhide();
+      if (err) { removeImageDir(p.img); if (['thawing', 'freezing'].includes(p.rec.machine.state)) moveTo(p.rec, 'running', 'rollback complete'); }
+      if (!err && !pre) await d.keeper.releaseAll(pid);
+    },
+  });
+  report.phase('done');
+  return {
+    dir: p.img.dir, kind: req.kind, path: 'keeper', safeReason: null, chunks: c.write.chunks.length, chunksWritten: c.write.written,
+    chunksFromParent: c.write.fromParent, bytesWritten: c.write.bytesWritten, stallMs: c.releasedAt - c.lockedAt, criuMs: c.criuMs, totalMs: performance.now() - p.t0,
+  };
+}
+
+function manifestOf(d: CheckpointDeps, req: CheckpointRequest, rec: ProcessRecord, version: string, allocs: KeptAllocation[], chunks: Manifest['chunks'],
+  parent: { dir: string } | null, path: 'keeper' | 'safe', safeReason: string | null, img: ImageDir): ImageManifest {
+  return {
+    formatVersion: MANIFEST_VERSION, createdAt: new Date().toISOString(), kind: req.kind,
+    source: { host: hostname(), node: d.o.node, pid: req.pid, job: rec.job },
+    gpu: { model: 'unknown', uuid: 'unknown', driverVersion: 0, simulated: d.o.libcuda !== null && /cudasim/.test(d.o.libcuda) },
+    vaRegion: { base: rec.vaBase, size: d.o.vaSize }, chunkSize: d.o.chunkSize,
+    allocations: allocs.map((a) => ({ id: a.id, va: a.va, size: a.size })),
+    chunks, criu: { version, dir: 'criu' }, parent: parent ? parent.dir : null, sealed: true,
+    agent: { path, safeReason, argv: rec.argv, logPath: rec.logPath, criuFiles: criuFileSizes(img.criuDir) },
+  };
+}
+
 export async function checkpointProcess(d: CheckpointDeps, req: CheckpointRequest, report: Reporter): Promise<CheckpointResult> {
   const t0 = performance.now();
   const rec = d.registry.managed(req.pid);
@@ -87,16 +264,26 @@ export async function checkpointProcess(d: CheckpointDeps, req: CheckpointReques
   const parent = req.parent ? readManifest(req.parent) : null;
   const linked = d.link.linked(req.pid);
   const allocs = d.keeper.allocations(req.pid);
-  const img = createImageDir(req.dir);
+  let img = createImageDir(req.dir);
   try {
     checkSpace(img.dir, rssBytes(req.pid) + d.keeper.bytes(req.pid) + SPACE_SLACK);
   } catch (err) {
     removeImageDir(img);
     throw err;
   }
-  // The keeper path (freeze with spare memory, thaw through the keeper) needs libphos's freeze op; until
-  // libphos answers it, every image takes the safe path and says why.
-  const safeReason = linked ? 'libphos freeze is not available in this build (safe path)' : 'libphos is not connected (safe path)';
+  let safeReason = await keeperPathRefusal(d, req.pid, linked, allocs.length);
+  if (safeReason === null) {
+    try {
+      return await keeperCheckpoint(d, req, report, { rec, img, parent, version, allocs, t0, log });
+    } catch (err) {
+      removeImageDir(img);
+      // An older libphos answers freeze with "not implemented" and nothing changed: take the safe path.
+      if (!(err instanceof PhosError && err.code === 'ILLEGAL_STATE' && /not implemented/.test(err.message))) throw err;
+      safeReason = 'libphos does not implement freeze';
+      log.warn({ err }, 'keeper path unavailable; taking the safe path');
+      img = createImageDir(req.dir);
+    }
+  }
   const ctx: Ctx = { rec, img, parent, criuVersion: version, chunks: [], written: 0, fromParent: 0, bytesWritten: 0, lockedAt: 0, releasedAt: 0, criuMs: 0, stopped: false };
   const pid = req.pid;
   const leaveRunning = req.kind === 'pre-dump';
@@ -193,16 +380,7 @@ export async function checkpointProcess(d: CheckpointDeps, req: CheckpointReques
     name: 'seal',
     run: async (c) => {
       report.phase('seal');
-      const m: ImageManifest = {
-        formatVersion: MANIFEST_VERSION, createdAt: new Date().toISOString(), kind: req.kind,
-        source: { host: hostname(), node: d.o.node, pid, job: c.rec.job },
-        gpu: { model: 'unknown', uuid: 'unknown', driverVersion: 0, simulated: d.o.libcuda !== null && /cudasim/.test(d.o.libcuda) },
-        vaRegion: { base: c.rec.vaBase, size: d.o.vaSize }, chunkSize: d.o.chunkSize,
-        allocations: allocs.map((a) => ({ id: a.id, va: a.va, size: a.size })),
-        chunks: c.chunks, criu: { version: c.criuVersion, dir: 'criu' },
-        parent: c.parent ? c.parent.dir : null, sealed: true,
-        agent: { path: 'safe', safeReason, argv: c.rec.argv, logPath: c.rec.logPath, criuFiles: criuFileSizes(c.img.criuDir) },
-      };
+      const m = manifestOf(d, req, c.rec, c.criuVersion, allocs, c.chunks, c.parent, 'safe', safeReason, c.img);
       writeManifest(c.img, m, d.o.fsync);
       if (c.stopped) {
         process.kill(pid, 'SIGKILL');
@@ -219,7 +397,7 @@ export async function checkpointProcess(d: CheckpointDeps, req: CheckpointReques
     finish: async (c, err) => {
       if (err) {
         removeImageDir(c.img);
-        if (c.rec.machine.state === 'thawing') moveTo(c.rec, 'running', 'rollback complete');
+        if (['thawing', 'freezing'].includes(c.rec.machine.state)) moveTo(c.rec, 'running', 'rollback complete');
         return;
       }
       // The driver's checkpoint/restore cycle gives the app new physical memory: the keeper's references
@@ -230,7 +408,7 @@ export async function checkpointProcess(d: CheckpointDeps, req: CheckpointReques
   report.phase('done');
   const totalMs = performance.now() - t0;
   return {
-    dir: img.dir, kind: req.kind, path: 'safe', safeReason, chunks: ctx.chunks.length, chunksWritten: ctx.written, chunksFromParent: ctx.fromParent,
+    dir: img.dir, kind: req.kind, path: 'safe', safeReason: `${safeReason} (safe path)`, chunks: ctx.chunks.length, chunksWritten: ctx.written, chunksFromParent: ctx.fromParent,
     bytesWritten: ctx.bytesWritten, stallMs: (ctx.releasedAt || performance.now()) - ctx.lockedAt, criuMs: ctx.criuMs, totalMs,
   };
 }

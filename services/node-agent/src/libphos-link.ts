@@ -2,6 +2,7 @@
 // registers only itself (SO_PEERCRED pid == hello pid) and is managed, decodes frames with proto's
 // decodeFrame, feeds alloc/free to the keeper, and matches req/rep. A bad frame is logged and its
 // connection closed; nothing a peer sends can crash the agent.
+import { existsSync, renameSync } from 'node:fs';
 import type { Logger } from '../../../common/src/index.ts';
 import * as pccl from '../../../native/pccl/pccl.ts';
 import { OP_RESULTS, PROTO_VERSION, PhosError, check, decodeFrame, encodeFrame, toPhosError, type Frame, type Op } from '../../../proto/src/index.ts';
@@ -33,6 +34,8 @@ export class LibphosLink {
   private readonly byPid = new Map<number, Conn>();
   private nextId = 1;
   private helloWaiters: { pid: number; resolve(h: Frame<'hello'>): void }[] = [];
+  private readonly refused = new Set<number>();
+  private hidden = 0;
 
   constructor(private readonly path: string, private readonly keeper: Keeper, private readonly hooks: LinkHooks, private readonly log: Logger) {}
 
@@ -48,6 +51,7 @@ export class LibphosLink {
   }
 
   stop(): void {
+    if (this.hidden > 0 && existsSync(`${this.path}.busy`)) renameSync(`${this.path}.busy`, this.path);
     pccl.agentServerClose();
     for (const c of this.conns.values()) this.failPending(c, new PhosError('AGENT_UNAVAILABLE', 'the agent is stopping'));
   }
@@ -58,6 +62,27 @@ export class LibphosLink {
 
   hello(pid: number): Frame<'hello'> | null {
     return this.byPid.get(pid)?.hello ?? null;
+  }
+
+  /**
+   * While CRIU dumps a frozen process, libphos keeps trying to reconnect, and a socket connected to the
+   * agent cannot be dumped: its connections are refused, and the socket path is moved aside so connect()
+   * fails before it reaches the agent (other processes cannot connect meanwhile either; counted, so
+   * concurrent dumps nest).
+   */
+  refuse(pid: number): void {
+    this.refused.add(pid);
+    if (this.hidden++ === 0 && existsSync(this.path)) renameSync(this.path, `${this.path}.busy`);
+  }
+
+  accept(pid: number): void {
+    if (!this.refused.delete(pid)) return;
+    if (--this.hidden === 0 && existsSync(`${this.path}.busy`)) renameSync(`${this.path}.busy`, this.path);
+  }
+
+  /** pid has an open connection (registered or not). */
+  connected(pid: number): boolean {
+    return [...this.conns.values()].some((c) => c.pid === pid);
   }
 
   /** Closes pid's connection (libphos then carries on without the agent). */
@@ -103,6 +128,7 @@ export class LibphosLink {
   private onEvent(e: pccl.AgentEvent): void {
     if (e.type === 'connect') {
       this.conns.set(e.conn, { conn: e.conn, pid: e.pid, uid: e.uid, hello: null, queue: Promise.resolve(), pending: new Map() });
+      if (this.refused.has(e.pid)) { pccl.agentClose(e.conn); return; }
       this.log.debug({ conn: e.conn, pid: e.pid, uid: e.uid }, 'libphos connected');
       return;
     }
