@@ -165,8 +165,8 @@ int main(int argc, char** argv) {
   auto c3 = changed_of(rep);
   CHECK(c3.size() == 1 && c3[0] == ((pb - base) >> 21));
 
-  // Unimplemented op: an error reply, not silence.
-  CHECK(request(5, "freeze", &rep));
+  // Unimplemented op: an error reply, not silence. (freeze/thaw/gate: test/integration/libphos-ops.test.ts)
+  CHECK(request(5, "stream-out", &rep));
   CHECK(!rep.get("ok")->b && rep.get("err") && rep.get("err")->get("code")->s == PHOS_ERR_ILLEGAL_STATE);
   // Garbage, then a newer protocol version: ignored / refused, and the link keeps working.
   uint8_t junk[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
