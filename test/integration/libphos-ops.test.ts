@@ -164,7 +164,7 @@ afterEach(() => {
   agent?.close();
   agent = undefined;
 });
-afterAll(() => { if (!process.env.PHOS_KEEP_TMP) rmSync(root, { recursive: true, force: true }); });
+afterAll(() => { if (root && !process.env.PHOS_KEEP_TMP) rmSync(root, { recursive: true, force: true }); });
 
 function start(name: Workload, dir: string, extraEnv: Record<string, string> = {}): { app: Launched; log: string; agent: TestAgent } {
   const a = new TestAgent(join(dir, 'agent.sock'));
