@@ -1001,7 +1001,7 @@ class Receiver : public std::enable_shared_from_this<Receiver> {
         return "bad frame";
       }
       if (f.kind == kFrameEnd) {
-        end_of_stream(idx, f);
+        end_of_stream(idx);
         if (!ack(fd, kAckEnd, 0, f.offset)) return errno_text(errno);
         continue;
       }
@@ -1123,13 +1123,12 @@ class Receiver : public std::enable_shared_from_this<Receiver> {
     });
   }
 
-  void end_of_stream(uint32_t idx, const Frame& f) {
+  void end_of_stream(uint32_t idx) {
     std::lock_guard lock(mu);
+    // The marker carries the sender's count of acknowledged chunks (frame offset); the receiver reports its
+    // own count of verified ones, which is larger only when an ack was lost with a broken connection and
+    // the chunk arrived twice.
     slots[idx].ended = true;
-    if (f.offset != slots[idx].totals.chunks) {
-      // The sender counts acknowledged chunks; the receiver counts verified ones. They differ only when
-      // an ack was lost with a broken connection and the chunk was re-sent (it arrived twice).
-    }
     if (end_emitted) return;
     for (auto& s : slots)
       if (!s.ended) return;
