@@ -8,10 +8,11 @@ import { assertContinuous, parseWorkloadLog, referenceChecksum, waitForLog, work
 import { gpuFiles, startAgent, type AgentHandle } from './agent-harness.ts';
 
 const ARGS: Record<Workload, string[]> = {
-  counter: ['--mib', '32', '--steps', '100', '--step-ms', '20'],
-  streams: ['--steps', '100', '--step-ms', '20'],
-  'vmm-grow': ['--steps', '80', '--step-ms', '20'],
-  'ptr-chase': ['--steps', '100', '--step-ms', '20'],
+  // Long enough (≈ 5 s) that the CLI (≈ 1-2 s to start under load) finds the process still running.
+  counter: ['--mib', '32', '--steps', '250', '--step-ms', '20'],
+  streams: ['--steps', '250', '--step-ms', '20'],
+  'vmm-grow': ['--steps', '200', '--step-ms', '20'],
+  'ptr-chase': ['--steps', '250', '--step-ms', '20'],
 };
 
 let agent: AgentHandle;
@@ -33,7 +34,8 @@ describe('phos pre-dump / dump / restore (agent, CRIU, cudasim)', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.lines.some((l) => l.t === 'progress' && l.phase === 'criu-dump')).toBe(true);
     const m = JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8')) as { sealed: boolean; kind: string; agent: { path: string }; chunks: unknown[] };
-    expect(m).toMatchObject({ sealed: true, kind: 'pre-dump', agent: { path: 'safe' } });
+    // libphos holds every device byte of these workloads: the keeper path (freeze, empty driver checkpoint, thaw).
+    expect(m).toMatchObject({ sealed: true, kind: 'pre-dump', agent: { path: 'keeper' } });
     expect(gpuFiles(img).length).toBe(r.last.result.chunksWritten);
     const final = await waitForLog(logPath, (l) => l.checksum !== null || l.steps.some((s) => !s.ok), 60_000);
     assertContinuous(final);
@@ -44,8 +46,9 @@ describe('phos pre-dump / dump / restore (agent, CRIU, cudasim)', () => {
     const expected = referenceChecksum(name, ARGS[name]);
     const { pid, logPath } = await runWorkload(name);
     const img = join(agent.dir, 'img');
-    const d = await agent.phos(['dump', '--pid', String(pid), '--dir', img]);
+    const d = await agent.phosJson<{ result: { path: string } }>(['dump', '--pid', String(pid), '--dir', img]);
     expect(d.code, d.stderr).toBe(0);
+    expect(d.last.result.path).toBe('keeper');
     const stepsAtDump = parseWorkloadLog(readFileSync(logPath, 'utf8')).steps.length;
     expect(existsSync(`/proc/${pid}`)).toBe(false);
     const ps1 = await agent.phosJson<{ processes: { pid: number; state: string }[] }>(['ps']);

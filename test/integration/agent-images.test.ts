@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readWorkloadLog, waitForLog, workloadPath } from '../helpers/workload.ts';
+import { assertContinuous, readWorkloadLog, referenceChecksum, waitForLog, workloadPath } from '../helpers/workload.ts';
 import { gpuFiles, startAgent, type AgentHandle } from './agent-harness.ts';
 
 const COUNTER = (steps: number) => [workloadPath('counter'), '--mib', '32', '--steps', String(steps), '--step-ms', '20'];
@@ -52,7 +52,7 @@ describe('refusals', () => {
     mkdirSync(full);
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', full]);
     mounts.push(full);
-    const p = await agent.run(COUNTER(80), 'ctr');
+    const p = await agent.run(COUNTER(300), 'ctr');
     await waitForLog(p.logPath, (l) => l.steps.length >= 5);
     const r = await agent.phos(['dump', '--pid', String(p.pid), '--dir', join(full, 'img')]);
     expect(r.code, r.stderr).toBe(7);
@@ -87,6 +87,26 @@ describe('refusals', () => {
     expect(t.code).toBe(7);
     expect(t.stderr).toContain(pages);
     expect(existsSync(`/proc/${p.pid}`)).toBe(false);
+  });
+});
+
+describe('safe path', () => {
+  it('a process without libphos dumps with the GPU state in the CRIU image and restores bit-exact', async () => {
+    const args = ['--mib', '8', '--steps', '250', '--step-ms', '20'];
+    const r0 = await agent.phosJson<{ process: { pid: number; logPath: string } }>(['run', '--no-preload', '--job', 'plain', '--', workloadPath('counter'), ...args]);
+    expect(r0.code, r0.stderr).toBe(0);
+    const { pid, logPath } = r0.last.process;
+    await waitForLog(logPath, (l) => l.steps.length >= 5);
+    const img = join(agent.dir, 'img');
+    const d = await agent.phosJson<{ result: { path: string; safeReason: string; chunks: number } }>(['dump', '--pid', String(pid), '--dir', img]);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.last.result).toMatchObject({ path: 'safe', chunks: 0 });
+    expect(d.last.result.safeReason).toMatch(/libphos is not connected/);
+    const r = await agent.phos(['restore', '--dir', img]);
+    expect(r.code, r.stderr).toBe(0);
+    const final = await waitForLog(logPath, (l) => l.checksum !== null || l.steps.some((s) => !s.ok), 30_000);
+    assertContinuous(final);
+    expect(final.checksum).toBe(referenceChecksum('counter', args));
   });
 });
 
