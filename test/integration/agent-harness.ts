@@ -42,7 +42,7 @@ function callAgent(socket: string, verb: string, body: Record<string, unknown>):
   });
 }
 
-export async function startAgent(pidRange: string): Promise<AgentHandle> {
+export async function startAgent(pidRange: string, extraEnv: Record<string, string> = {}): Promise<AgentHandle> {
   const dir = mkdtempSync(join(tmpdir(), 'phos-agent-'));
   const controlSocket = join(dir, 'control.sock');
   const stateDir = join(dir, 'state');
@@ -50,7 +50,7 @@ export async function startAgent(pidRange: string): Promise<AgentHandle> {
   const proc = spawn(join(ROOT, 'bin', 'phos'), [
     'agent', '--socket', join(dir, 'agent.sock'), '--control-socket', controlSocket, '--state-dir', stateDir,
     '--libcuda', join(CUDASIM_DIR, 'libcuda.so.1'), '--pid-range', pidRange, '--node', 'test',
-  ], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  ], { env: { ...env, ...extraEnv }, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   proc.stderr!.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-20000); });
   const deadline = Date.now() + 20_000;

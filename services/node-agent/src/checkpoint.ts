@@ -7,7 +7,7 @@ import { readdirSync, readlinkSync, readFileSync, statfsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Logger } from '../../../common/src/index.ts';
 import * as pccl from '../../../native/pccl/pccl.ts';
-import { MANIFEST_VERSION, PhosError, type CheckpointResult, type ControlPhase, type Manifest } from '../../../proto/src/index.ts';
+import { AGENT_FAULT_POINTS, MANIFEST_VERSION, PhosError, type AgentFaultPoint, type CheckpointResult, type ControlPhase, type Manifest } from '../../../proto/src/index.ts';
 import type { CompiledAgentOptions } from './agent-options.ts';
 import { criuDump, criuVersion } from './criu.ts';
 import { createImageDir, criuFileSizes, readManifest, removeImageDir, writeGpuChunks, writeManifest, type ImageDir, type ImageManifest } from './image.ts';
@@ -46,6 +46,15 @@ interface Ctx {
   criuMs: number;
   /** The process was left stopped by CRIU (dump): SIGKILL after the seal, SIGCONT on rollback. */
   stopped: boolean;
+}
+
+/** The fault point the agent was started with (PHOS_FAULT), read once. */
+const FAULT = AGENT_FAULT_POINTS.find((f) => f === process.env.PHOS_FAULT) ?? null;
+
+/** A step that fails when PHOS_FAULT names `point` (and does nothing otherwise). */
+function faultStep<C>(point: AgentFaultPoint): Step<C>[] {
+  if (FAULT !== point) return [];
+  return [{ name: `fault ${point}`, run: async () => { throw new PhosError('INTERNAL', `fault injected at ${point} (PHOS_FAULT)`); } }];
 }
 
 /** Bytes beyond the process's resident memory and kept device memory that the image may need. */
@@ -166,7 +175,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
       else unhide();
       moveTo(p.rec, 'running', 'rollback: thawed');
     },
-  }, {
+  }, ...faultStep<KeeperCtx>('agent-after-freeze'), {
     name: 'lock',
     run: async () => { report.phase('lock'); await pccl.driverCheckpoint('lock', pid); },
     undo: async () => { if (!c.released) await pccl.driverCheckpoint('unlock', pid); },
@@ -174,7 +183,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
     name: 'checkpoint',
     run: async () => { report.phase('checkpoint'); await pccl.driverCheckpoint('checkpoint', pid); moveTo(p.rec, 'frozen', 'driver checkpointed'); },
     undo: async () => { if (!c.released) { moveTo(p.rec, 'thawing', 'rollback: driver restore'); await pccl.driverCheckpoint('restore', pid); } },
-  }, {
+  }, ...faultStep<KeeperCtx>('agent-after-checkpoint'), {
     name: 'criu-dump',
     run: async () => {
       report.phase('criu-dump');
@@ -202,7 +211,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
       },
     });
   }
-  steps.push({
+  steps.push(...faultStep<KeeperCtx>('agent-before-seal'), {
     name: 'write-gpu',
     run: async () => {
       // pre-dump: the spare copies are the consistent point; dump: the kept memory itself (the app is stopped and frozen).
@@ -376,7 +385,7 @@ export async function checkpointProcess(d: CheckpointDeps, req: CheckpointReques
       },
     });
   }
-  steps.push({
+  steps.push(...faultStep<Ctx>('agent-before-seal'), {
     name: 'seal',
     run: async (c) => {
       report.phase('seal');
