@@ -9,6 +9,9 @@ import { logs, LOGS_HELP } from './commands/logs.ts';
 import { preDump, PRE_DUMP_HELP } from './commands/pre-dump.ts';
 import { dump, DUMP_HELP } from './commands/dump.ts';
 import { restore, RESTORE_HELP } from './commands/restore.ts';
+import { nodes, NODES_HELP } from './commands/nodes.ts';
+import { migrations, MIGRATIONS_HELP } from './commands/migrations.ts';
+import { migrate, MIGRATE_HELP } from './commands/migrate.ts';
 
 interface Command {
   summary: string;
@@ -25,6 +28,9 @@ const COMMANDS: Record<string, Command> = {
   'pre-dump': { summary: 'snapshot a running managed process into an image; it keeps running', help: PRE_DUMP_HELP, run: preDump },
   dump: { summary: 'dump a managed process into an image; it ends once the image is sealed', help: DUMP_HELP, run: dump },
   restore: { summary: 'restore an image on this node', help: RESTORE_HELP, run: restore },
+  nodes: { summary: 'list the nodes of the mesh, alive or down, with their GPUs', help: NODES_HELP, run: nodes },
+  migrate: { summary: 'live-migrate a managed process to another node (or cancel a migration)', help: MIGRATE_HELP, run: migrate },
+  migrations: { summary: 'list migrations; --watch follows them', help: MIGRATIONS_HELP, run: migrations },
 };
 
 function usage(): string {

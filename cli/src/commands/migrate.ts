@@ -1,0 +1,114 @@
+// `phos migrate --pid N --to HOST`: asks the coordinator to live-migrate a managed process and follows
+// it to the end with a progress line; `phos migrate cancel ID` cancels one.
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { ERROR_CODES, MIGRATION_MODES, PROTO_VERSION, PhosError, isErrorCode, type Message } from '../../../proto/src/index.ts';
+import { CoordClient, NATS_HELP, parseDuration, parseRate } from '../coord-client.ts';
+import { formatBytes } from '../output.ts';
+
+export const MIGRATE_HELP = `usage: phos migrate --pid N --to NODE [options]
+       phos migrate cancel ID
+
+Moves a running phos-managed process to another node while it keeps running: GPU memory is copied in
+rounds while the source runs, then a short cutover, then the target fills what is left on demand.
+Until the target resumes, any failure leaves the source running as if nothing happened.
+
+  --pid N             the process (a phos-managed pid on the source node)
+  --to NODE           target node (see phos nodes)
+  --from NODE         source node (default: this host's name)
+  --bandwidth RATE    cap on the data rate, e.g. 5GB/s, 500MiB/s (default: no cap)
+  --max-downtime D    cutover budget, e.g. 1s, 800ms (default 1.5s)
+  --timeout D         give up and roll back after D, e.g. 10m (default 30m)
+  --mode M            auto | precopy | postcopy (default auto)
+${NATS_HELP}
+  --json              one JSON line per state change, then the final state
+
+Exit status: 0 succeeded; 3 no such node/process; 5 coordinator or agent unreachable; 6 timeout;
+8 illegal state; 9 cancelled; other codes as the error says (phos --help).
+`;
+
+type State = Message<'migration-state'>;
+const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'rolled-back']);
+
+function localNode(): string {
+  return hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64);
+}
+
+function progressLine(s: State, startedAt: number): string {
+  const secs = Math.max((Date.now() - startedAt) / 1000, 0.001);
+  const rate = s.bytesSent / secs;
+  const eta = rate > 0 && s.bytesRemaining > 0 ? `${(s.bytesRemaining / rate).toFixed(0)}s` : '-';
+  return `${s.phase.padEnd(16)} sent ${formatBytes(s.bytesSent)} / ${formatBytes(s.bytesTotal)}  remaining ${formatBytes(s.bytesRemaining)}  ` +
+    `${formatBytes(rate)}/s  dirty ${formatBytes(s.dirtyBytesPerSec)}/s  eta ${eta}`;
+}
+
+async function cancel(c: CoordClient, id: string | undefined, json: boolean): Promise<number> {
+  if (!id) throw new PhosError('BAD_ARGS', 'phos migrate cancel: name the migration id', { remedy: 'phos migrations' });
+  const s = (await c.request('cancel', 'cancel-request', { v: PROTO_VERSION, id })) as State;
+  process.stdout.write(json ? JSON.stringify(s) + '\n' : `migration ${id} ${s.phase}; the source keeps running\n`);
+  return 0;
+}
+
+export async function migrate(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv, allowPositionals: true, strict: true,
+      options: {
+        pid: { type: 'string' }, to: { type: 'string' }, from: { type: 'string' }, bandwidth: { type: 'string' },
+        'max-downtime': { type: 'string' }, timeout: { type: 'string' }, mode: { type: 'string' }, nats: { type: 'string' }, json: { type: 'boolean' },
+      },
+    });
+  } catch (err) {
+    throw new PhosError('BAD_ARGS', (err as Error).message, { remedy: 'phos migrate --help' });
+  }
+  const { values, positionals } = parsed;
+  const json = values.json ?? false;
+  if (positionals[0] === 'cancel') {
+    const c = await CoordClient.open(values.nats);
+    try { return await cancel(c, positionals[1], json); } finally { await c.close(); }
+  }
+  if (positionals.length) throw new PhosError('BAD_ARGS', `phos migrate: unexpected '${positionals.join(' ')}'`, { remedy: 'phos migrate --help' });
+  if (!values.pid || !/^\d+$/.test(values.pid)) throw new PhosError('BAD_ARGS', 'phos migrate: --pid N is required', { remedy: 'phos migrate --help' });
+  if (!values.to) throw new PhosError('BAD_ARGS', 'phos migrate: --to NODE is required', { remedy: 'phos nodes lists the nodes' });
+  const mode = values.mode ?? 'auto';
+  if (!(MIGRATION_MODES as readonly string[]).includes(mode)) throw new PhosError('BAD_ARGS', `phos migrate: --mode must be one of ${MIGRATION_MODES.join(', ')}`);
+  const req: Message<'migrate-request'> = {
+    v: PROTO_VERSION, pid: Number(values.pid), from: values.from ?? localNode(), to: values.to,
+    bandwidthBytesPerSec: values.bandwidth ? parseRate('migrate', values.bandwidth) : null,
+    maxDowntimeMs: values['max-downtime'] ? parseDuration('migrate', values['max-downtime']) : 1500,
+    timeoutMs: values.timeout ? parseDuration('migrate', values.timeout) : 30 * 60_000,
+    mode: mode as Message<'migrate-request'>['mode'],
+  };
+  const c = await CoordClient.open(values.nats);
+  try {
+    const events = await c.events('*');
+    const { id } = (await c.request('migrate', 'migrate-request', req)) as Message<'migrate-accepted'>;
+    const tty = !json && process.stderr.isTTY;
+    if (!json) process.stderr.write(`migration ${id}: pid ${req.pid} ${req.from} -> ${req.to}\n`);
+    const startedAt = Date.now();
+    let last: State | null = null;
+    for await (const s of events) {
+      if (s.id !== id) continue;
+      last = s;
+      if (json) process.stdout.write(JSON.stringify(s) + '\n');
+      else if (tty) process.stderr.write(`\r\x1b[2K${progressLine(s, startedAt)}`);
+      else process.stderr.write(`${progressLine(s, startedAt)}\n`);
+      if (TERMINAL.has(s.phase)) break;
+    }
+    if (tty) process.stderr.write('\n');
+    if (!last) throw new PhosError('INTERNAL', `migration ${id}: the event stream ended without a state`);
+    if (last.phase === 'succeeded') {
+      if (!json) process.stdout.write(`migration ${id} succeeded: pid ${req.pid} runs on ${req.to}; downtime ${last.downtimeMs?.toFixed(0) ?? '?'} ms\n`);
+      return 0;
+    }
+    const code = last.error && isErrorCode(last.error.code) ? last.error.code : last.phase === 'cancelled' ? 'CANCELLED' : 'INTERNAL';
+    if (!json) {
+      process.stderr.write(`migration ${id} ${last.phase}; the source keeps running\n`);
+      if (last.error) process.stderr.write(`error ${last.error.code}: ${last.error.message}\nremedy: ${last.error.remedy}\n`);
+    }
+    return ERROR_CODES[code].exit;
+  } finally {
+    await c.close();
+  }
+}
