@@ -90,6 +90,37 @@ describe('refusals', () => {
   });
 });
 
+describe('pid clash', () => {
+  it('restore refuses an image whose pid is taken (ILLEGAL_STATE) before CRIU runs, and succeeds once it is free', async () => {
+    const p = await agent.run(COUNTER(300), 'ctr');
+    await waitForLog(p.logPath, (l) => l.steps.length >= 5);
+    const img = join(agent.dir, 'img');
+    const d = await agent.phos(['dump', '--pid', String(p.pid), '--dir', img]);
+    expect(d.code, d.stderr).toBe(0);
+    // Take the pid with another process (root: ns_last_pid), as a process on a restore target could.
+    let squatter: ReturnType<typeof spawn> | null = null;
+    for (let i = 0; i < 20 && squatter?.pid !== p.pid; i++) {
+      squatter?.kill('SIGKILL');
+      writeFileSync('/proc/sys/kernel/ns_last_pid', String(p.pid - 1));
+      squatter = spawn('sleep', ['60'], { stdio: 'ignore' });
+    }
+    expect(squatter?.pid).toBe(p.pid);
+    try {
+      const r = await agent.phos(['restore', '--dir', img]);
+      expect(r.code).toBe(8);
+      expect(r.stderr).toMatch(new RegExp(`^error ILLEGAL_STATE: pid ${p.pid} is in use`, 'm'));
+      expect(existsSync(join(img, 'criu', 'restore.log'))).toBe(false);
+    } finally {
+      squatter!.kill('SIGKILL');
+      await new Promise((res) => squatter!.once('exit', res));
+    }
+    const ok = await agent.phos(['restore', '--dir', img]);
+    expect(ok.code, ok.stderr).toBe(0);
+    const final = await waitForLog(p.logPath, (l) => l.checksum !== null || l.steps.some((s) => !s.ok), 30_000);
+    assertContinuous(final);
+  });
+});
+
 describe('safe path', () => {
   it('a process without libphos dumps with the GPU state in the CRIU image and restores bit-exact', async () => {
     const args = ['--mib', '8', '--steps', '250', '--step-ms', '20'];
