@@ -16,8 +16,7 @@ REPS=${PHOS_BENCH_REPS:-3}
 # MiB per size unit: 1024 (GiB) on the GPU; a dry run on cudasim sets e.g. 32.
 UNIT_MIB=${PHOS_BENCH_UNIT_MIB:-1024}
 CARRY="$ROOT/.carry/gpu"
-export LD_LIBRARY_PATH_CRIU="$CARRY/criu/lib"
-criu() { LD_LIBRARY_PATH="$LD_LIBRARY_PATH_CRIU" CRIU_FAULT=130 "$CARRY/criu/criu" "$@"; }
+criu() { CRIU_FAULT=130 "$CARRY/criu/criu-wrap" "$@"; }
 log() { echo "[baseline $(date +%T)] $*" >&2; }
 
 build() {

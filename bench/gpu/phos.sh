@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# phos on the GPU machine, next to the baseline in the same run: the node agent (bundled, on a carried
+# Node.js) manages `counter` at several GPU memory sizes; per size: pre-dump (the app keeps running:
+# its stall is the largest gap between its own step stamps), dump (process ends), restore (time until the
+# first new step). Then bench/gpu/baseline.sh measures driver checkpoint + CRIU on the same sizes.
+#   here:            bash bench/gpu/pack.sh
+#   GPU machine:     bash bench/gpu/phos.sh [GiB ...]     (device tool, carry .carry) -> $OUT/gpu-phos.json
+# A dry run on cudasim: LD_LIBRARY_PATH=build/gpu/cudasim PHOS_BENCH_UNIT_MIB=32 bash bench/gpu/phos.sh 1
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+OUT=${OUT:-$ROOT/bench/results}
+mkdir -p "$OUT"
+read -r -a SIZES <<<"${*:-1 4 16}"
+REPS=${PHOS_BENCH_REPS:-3}
+UNIT_MIB=${PHOS_BENCH_UNIT_MIB:-1024}
+CARRY="$ROOT/.carry/gpu"
+STATE=/dev/shm/phos-bench
+log() { echo "[phos-bench $(date +%T)] $*" >&2; }
+now_ms() { date +%s%3N; }
+
+NODE=$(command -v node || true)
+if [ -z "$NODE" ]; then NODE=/tmp/phos-node; [ -x $NODE ] || { xz -dc "$CARRY/node.xz" >$NODE && chmod +x $NODE; }; fi
+export PHOS_PCCL_ADDON="$CARRY/pccl.node"
+phos() { PHOS_CONTROL_SOCK=$STATE/control.sock "$NODE" "$CARRY/bundle/phos.mjs" "$@"; }
+
+build() {
+  [ -x build/gpu/workloads/counter ] && [ -f build/gpu/hijack/libphos.so ] && return 0
+  cmake -S native -B build/gpu -DCMAKE_BUILD_TYPE=Release >build/gpu-cmake.log 2>&1 || { tail -20 build/gpu-cmake.log; return 1; }
+  cmake --build build/gpu -j"$(nproc)" >build/gpu-build.log 2>&1 || { grep -E 'error' build/gpu-build.log | head -20; return 1; }
+}
+
+start_agent() {
+  rm -rf "$STATE" && mkdir -p "$STATE"
+  cat >"$STATE/agent.yaml" <<YAML
+socket: $STATE/agent.sock
+controlSocket: $STATE/control.sock
+stateDir: $STATE/state
+node: gpu0
+pidRange: "25000-29999"
+libphos: $ROOT/build/gpu/hijack/libphos.so
+criu: $CARRY/criu/criu-wrap
+image:
+  fsync: false
+env:
+  LD_LIBRARY_PATH: "${LD_LIBRARY_PATH:-}"
+YAML
+  UV_THREADPOOL_SIZE=16 PHOS_LOG_LEVEL=${PHOS_LOG_LEVEL:-info} "$NODE" "$CARRY/bundle/agent.mjs" --config "$STATE/agent.yaml" >"$STATE/agent.log" 2>&1 &
+  AGENT=$!
+  for _ in $(seq 100); do [ -S "$STATE/control.sock" ] && return 0; sleep 0.1; done
+  log "agent did not start"; tail -20 "$STATE/agent.log" >&2; return 1
+}
+
+# One pre-dump + dump + restore cycle on a fresh counter of $1 units; prints one JSON object.
+cycle() {
+  local gib=$1 img="$STATE/img" pid applog t0 pre dump rest r
+  rm -rf "$img" && mkdir -p "$img"
+  pid=$(phos run --job counter -- "$ROOT/build/gpu/workloads/counter" --mib $((gib * UNIT_MIB)) --buffers $((gib < 8 ? gib * 2 : 16)) --steps 0 --step-ms 20) || { log "phos run failed"; return 1; }
+  applog=$(phos ps --json | python3 -c 'import sys,json; d=json.loads(sys.stdin.read().splitlines()[-1]); print([p["logPath"] for p in d["processes"] if p["pid"]=='"$pid"'][0])')
+  for _ in $(seq 900); do grep -q '^step 10 ' "$applog" 2>/dev/null && break; sleep 0.1; done
+  grep -q '^step 10 ' "$applog" || { log "counter did not reach step 10"; tail -5 "$applog" >&2; return 1; }
+  t0=$(now_ms)
+  r=$(phos pre-dump --pid "$pid" --dir "$img/pre" --json) || { log "pre-dump failed: $(echo "$r" | tail -2)"; kill -9 "$pid"; return 1; }
+  pre=$(( $(now_ms) - t0 )); local pre_end; pre_end=$(now_ms)
+  echo "$r" | tail -1 >"$STATE/pre.json"
+  sleep 1
+  t0=$(now_ms)
+  r=$(phos dump --pid "$pid" --dir "$img/full" --json) || { log "dump failed: $(echo "$r" | tail -2)"; kill -9 "$pid"; return 1; }
+  dump=$(( $(now_ms) - t0 ))
+  echo "$r" | tail -1 >"$STATE/dump.json"
+  local before; before=$(grep -c '^step ' "$applog")
+  local rs; rs=$(now_ms)
+  r=$(phos restore --dir "$img/full" --json) || { log "restore failed: $(echo "$r" | tail -2)"; return 1; }
+  rest=$(( $(now_ms) - rs ))
+  for _ in $(seq 600); do [ "$(grep -c '^step ' "$applog")" -ge $((before + 5)) ] && break; sleep 0.05; done
+  kill -9 "$pid" 2>/dev/null
+  python3 - "$applog" "$gib" "$pre" "$pre_end" "$dump" "$rest" "$rs" "$img" "$STATE" <<'PY'
+import json, os, sys
+applog, gib, pre, pre_end, dump, rest, rs, img, state = sys.argv[1:]
+lines = open(applog).read().splitlines()
+steps = [(int(l.split()[1]), float(l.split()[3])) for l in lines if l.startswith('step ')]
+pre_end = int(pre_end); rs = int(rs); pre_start = pre_end - int(pre)
+def gap(lo, hi):
+    sel = [t for _, t in steps if lo - 1000 <= t <= hi + 1000]
+    return max((b - a for a, b in zip(sel, sel[1:])), default=None)
+after = [t for _, t in steps if t > rs]
+size = lambda d: sum(os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(d) for f in fs)
+pj = json.load(open(os.path.join(state, 'pre.json'))); dj = json.load(open(os.path.join(state, 'dump.json')))
+print(json.dumps({"gib": int(gib), "preDumpMs": int(pre), "preDumpStallMs": gap(pre_start, pre_end),
+  "preDumpPath": pj.get("result", {}).get("path"), "dumpMs": int(dump), "dumpPath": dj.get("result", {}).get("path"),
+  "imageBytes": size(os.path.join(img, "full")), "criuImageBytes": size(os.path.join(img, "full", "criu")),
+  "restoreMs": int(rest), "restoreToRunningMs": (after[0] - rs) if after else None,
+  "stepsOk": not any(l.endswith(" BAD") for l in lines)}))
+PY
+}
+
+main() {
+  build || exit 1
+  start_agent || exit 1
+  trap 'kill $AGENT 2>/dev/null' EXIT
+  local rows=() r
+  for gib in "${SIZES[@]}"; do
+    local reps=$REPS; [ "$gib" -ge 16 ] && reps=1
+    for rep in $(seq "$reps"); do
+      log "counter $gib x ${UNIT_MIB} MiB, repetition $rep"
+      r=$(cycle "$gib") && { echo "$r"; rows+=("$r"); } || tail -30 "$STATE/agent.log" >&2
+    done
+  done
+  printf '%s\n' "${rows[@]}" | python3 -c '
+import json, sys, statistics, platform, datetime, subprocess
+rows = [json.loads(l) for l in sys.stdin if l.strip()]
+by = {}
+for r in rows: by.setdefault(r["gib"], []).append(r)
+def med(xs):
+    xs = [x for x in xs if isinstance(x, (int, float))]
+    return statistics.median(xs) if xs else None
+table = [{"gib": g, "reps": len(rs), **{k: med([r[k] for r in rs]) for k in rs[0] if k not in ("gib", "stepsOk", "preDumpPath", "dumpPath")},
+          "path": rs[0]["dumpPath"], "allOk": all(r["stepsOk"] for r in rs)} for g, rs in sorted(by.items())]
+try: gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+except FileNotFoundError: gpu = "no nvidia-smi (simulated driver?)"
+json.dump({"bench": "gpu-phos", "system": "phos (agent + libphos keeper path)", "machine": {"gpu": gpu, "kernel": platform.release()}, "date": datetime.date.today().isoformat(), "rows": table, "raw": rows}, open(sys.argv[1], "w"), indent=1)
+f = lambda v: "-" if v is None else "%.0f" % v
+print("| size | reps | path | pre-dump ms | pre-dump stall ms | dump ms | image GB | CRIU part GB | restore ms | restore-to-running ms | ok |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for t in table:
+    print("| %d | %d | %s | %s | %s | %s | %.2f | %.2f | %s | %s | %s |" % (t["gib"], t["reps"], t["path"], f(t["preDumpMs"]), f(t["preDumpStallMs"]), f(t["dumpMs"]), (t["imageBytes"] or 0)/1e9, (t["criuImageBytes"] or 0)/1e9, f(t["restoreMs"]), f(t["restoreToRunningMs"]), t["allOk"]))
+' "$OUT/gpu-phos.json"
+}
+main
