@@ -20,6 +20,7 @@ criu() { CRIU_FAULT=130 "$CARRY/criu/criu-wrap" "$@"; }
 log() { echo "[baseline $(date +%T)] $*" >&2; }
 
 build() {
+  mkdir -p build
   cmake -S native -B build/gpu -DCMAKE_BUILD_TYPE=Release -DPHOS_WORKLOADS_LINK_CUDASIM=ON >build/gpu-cmake.log 2>&1 || { tail -20 build/gpu-cmake.log; return 1; }
   cmake --build build/gpu -j"$(nproc)" >build/gpu-build.log 2>&1 || { tail -20 build/gpu-build.log; return 1; }
 }

@@ -25,6 +25,7 @@ export PHOS_PCCL_ADDON="$CARRY/pccl.node"
 phos() { PHOS_CONTROL_SOCK=$STATE/control.sock "$NODE" "$CARRY/bundle/phos.mjs" "$@"; }
 
 build() {
+  mkdir -p build
   [ -x build/gpu/workloads/counter ] && [ -f build/gpu/hijack/libphos.so ] && return 0
   cmake -S native -B build/gpu -DCMAKE_BUILD_TYPE=Release >build/gpu-cmake.log 2>&1 || { tail -20 build/gpu-cmake.log; return 1; }
   cmake --build build/gpu -j"$(nproc)" >build/gpu-build.log 2>&1 || { grep -E 'error' build/gpu-build.log | head -20; return 1; }
