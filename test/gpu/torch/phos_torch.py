@@ -40,7 +40,7 @@ DEV = os.environ.get("PHOS_TORCH_DEVICE", "cuda")  # "cpu" only to try the scrip
 
 def sync():
     if DEV == "cuda":
-        sync()
+        torch.cuda.synchronize()
 
 
 def setup_determinism():
