@@ -92,15 +92,21 @@ async function keeperPathRefusal(d: CheckpointDeps, pid: number, linked: boolean
   if (!d.o.keeperPath) return 'the keeper path is switched off in the agent config';
   if (!linked) return 'libphos is not connected';
   if (allocs === 0) return 'the keeper holds no device memory of this process';
-  try {
-    const st = await d.link.request(pid, 'status');
-    if (Number(st.untrackedBytes) > 0) return `${String(st.untrackedBytes)} device bytes are not tracked by libphos (pass-through allocations)`;
-    if (typeof st.unexplainedBytes === 'number' && st.unexplainedBytes > 0) return `${st.unexplainedBytes} device bytes are unexplained`;
-    if (st.allocations !== undefined && Number(st.slabs ?? 0) + Number(st.appHandles ?? 0) > allocs) return 'the keeper does not hold every allocation yet';
-  } catch (err) {
-    return `libphos status failed: ${(err as Error).message}`;
+  // alloc frames may still be queued behind the status reply (an app that grows, like vmm-grow): give the
+  // keeper a moment to catch up before calling it behind.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const st = await d.link.request(pid, 'status');
+      if (Number(st.untrackedBytes) > 0) return `${String(st.untrackedBytes)} device bytes are not tracked by libphos (pass-through allocations)`;
+      if (typeof st.unexplainedBytes === 'number' && st.unexplainedBytes > 0) return `${st.unexplainedBytes} device bytes are unexplained`;
+      const kept = d.keeper.allocations(pid).length;
+      if (Number(st.slabs ?? 0) + Number(st.appHandles ?? 0) <= kept || st.slabs === undefined) return null;
+      if (attempt >= 40) return 'the keeper does not hold every allocation';
+    } catch (err) {
+      return `libphos status failed: ${(err as Error).message}`;
+    }
+    await new Promise((r) => setTimeout(r, 25));
   }
-  return null;
 }
 
 interface KeeperCtx {
@@ -168,6 +174,17 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
         if (Date.now() > deadline) throw new PhosError('TIMEOUT', `pid ${pid}: libphos did not close its socket after the freeze`);
         await new Promise((r) => setTimeout(r, 2));
       }
+      // The socket is closed and every frame before it handled: this is the final allocation set. One
+      // created after the spares were made is copied now (the app is frozen, so it is the same point).
+      p.allocs = d.keeper.allocations(pid);
+      if (pre) {
+        for (const a of p.allocs) {
+          if (c.spares.some((s) => s.id === a.id)) continue;
+          const r = await pccl.keeperSpare(a.size);
+          c.spares.push({ id: a.id, region: r.id });
+          await pccl.keeperCopy(r.id, 0, a.region, 0, a.size);
+        }
+      }
     },
     undo: async () => {
       if (c.released) return;
@@ -215,7 +232,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
     name: 'write-gpu',
     run: async () => {
       // pre-dump: the spare copies are the consistent point; dump: the kept memory itself (the app is stopped and frozen).
-      const src = pre ? p.allocs.map((a, i) => ({ ...a, region: c.spares[i]!.region })) : p.allocs;
+      const src = pre ? p.allocs.map((a) => ({ ...a, region: c.spares.find((s) => s.id === a.id)!.region })) : p.allocs;
       c.write = await writeGpuChunks(p.img, src, d.o.chunkSize, p.parent, d.o.fsync, (x) => report.phase('write-gpu', x.bytesDone, x.bytesTotal));
     },
   }, {
