@@ -32,7 +32,7 @@ cycle() {
   local gib=$1 dir=/dev/shm/phos-baseline app pid t0 t1 lock ckpt dump rest unl img restore_start first_after
   rm -rf "$dir" && mkdir -p "$dir/img"
   app="$dir/app.log"
-  setsid build/gpu/workloads/counter --mib $((gib * UNIT_MIB)) --buffers $((gib < 8 ? gib * 2 : 16)) --steps 0 --step-ms 20 </dev/null >"$app" 2>&1 &
+  setsid build/gpu/workloads/counter --mib $((gib * UNIT_MIB)) --buffers $((gib < 4 ? gib * 2 : 8)) --steps 0 --step-ms 20 </dev/null >"$app" 2>&1 &
   pid=$!
   for _ in $(seq 600); do grep -q '^step 10 ' "$app" && break; sleep 0.1; done
   grep -q '^step 10 ' "$app" || { log "counter $gib GiB did not reach step 10"; tail -5 "$app" >&2; kill -9 $pid; return 1; }

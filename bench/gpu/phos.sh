@@ -56,7 +56,7 @@ YAML
 cycle() {
   local gib=$1 img="$STATE/img" pid applog t0 pre dump rest r
   rm -rf "$img" && mkdir -p "$img"
-  pid=$(phos run --job counter -- "$ROOT/build/gpu/workloads/counter" --mib $((gib * UNIT_MIB)) --buffers $((gib < 8 ? gib * 2 : 16)) --steps 0 --step-ms 20) || { log "phos run failed"; return 1; }
+  pid=$(phos run --job counter -- "$ROOT/build/gpu/workloads/counter" --mib $((gib * UNIT_MIB)) --buffers $((gib < 4 ? gib * 2 : 8)) --steps 0 --step-ms 20) || { log "phos run failed"; return 1; }
   applog=$(phos ps --json | python3 -c 'import sys,json; d=json.loads(sys.stdin.read().splitlines()[-1]); print([p["logPath"] for p in d["processes"] if p["pid"]=='"$pid"'][0])')
   for _ in $(seq 900); do grep -q '^step 10 ' "$applog" 2>/dev/null && break; sleep 0.1; done
   grep -q '^step 10 ' "$applog" || { log "counter did not reach step 10"; tail -5 "$applog" >&2; return 1; }
