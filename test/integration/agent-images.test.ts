@@ -99,11 +99,13 @@ describe('pid clash', () => {
     expect(d.code, d.stderr).toBe(0);
     // Take the pid with another process (root: ns_last_pid), as a process on a restore target could.
     let squatter: ReturnType<typeof spawn> | null = null;
+    const cursor = readFileSync('/proc/sys/kernel/ns_last_pid', 'utf8').trim();
     for (let i = 0; i < 20 && squatter?.pid !== p.pid; i++) {
       squatter?.kill('SIGKILL');
       writeFileSync('/proc/sys/kernel/ns_last_pid', String(p.pid - 1));
       squatter = spawn('sleep', ['60'], { stdio: 'ignore' });
     }
+    writeFileSync('/proc/sys/kernel/ns_last_pid', cursor); // later forks must not take the image's thread ids
     expect(squatter?.pid).toBe(p.pid);
     try {
       const r = await agent.phos(['restore', '--dir', img]);

@@ -3,7 +3,7 @@
 // a pipe, so output survives a dump and a restore), optionally with a chosen pid (a per-node reserved
 // range avoids pid clashes when a process is restored on another node).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { PhosError } from '../../../proto/src/index.ts';
 
 export interface LaunchOptions {
@@ -32,8 +32,16 @@ export function launch(o: LaunchOptions): Launched {
   try {
     // Another fork on the machine can take the pid between the write and our fork; then we fail
     // cleanly (the caller picks another pid) instead of running under a pid we did not reserve.
+    // The kernel's pid cursor is put back afterwards: left at our pid, every later fork on the machine
+    // (the CLI, its threads) would take pids of the reserved range, e.g. the tids a restore needs.
+    const saved = o.pid !== undefined ? readFileSync(NS_LAST_PID, 'utf8').trim() : null;
     if (o.pid !== undefined) writeFileSync(NS_LAST_PID, String(o.pid - 1));
-    const child = spawn(cmd, args, { env: o.env ?? process.env, cwd: o.cwd, detached: true, stdio: ['ignore', fd, fd] });
+    let child: ChildProcess;
+    try {
+      child = spawn(cmd, args, { env: o.env ?? process.env, cwd: o.cwd, detached: true, stdio: ['ignore', fd, fd] });
+    } finally {
+      if (saved !== null) { try { writeFileSync(NS_LAST_PID, saved); } catch { /* best effort */ } }
+    }
     const exited = new Promise<number>((resolve) => {
       child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? signalNumber(signal) : 0)));
       child.once('error', () => resolve(127));
