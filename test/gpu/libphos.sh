@@ -15,6 +15,7 @@
 # $OUT/runs.tar.gz (every run's stdout/stderr); OUT defaults to build/libphos-out.
 # Environment: PHOS_LIBPHOS_SIM=1 runs on cudasim (local iteration: no PyTorch, small sizes);
 # PHOS_LIBPHOS_ONLY=wl,torch,bench,step selects sections; PHOS_GPU_BUILD (build folder);
+# PHOS_STEP_ROUNDS (alternating none/phos step-time rounds, default 5);
 # PHOS_TORCH_VA_SIZE (region size for the expandable-segments runs, default 1T: PyTorch reserves
 # 1⅛ × GPU memory per segment, more than the default 64G region holds).
 # Exit status: 0 when everything matched and the cost targets were met.
@@ -259,19 +260,34 @@ fi
 
 # ---------------------------------------------------------------------------------------- step time
 if want step && [[ $have_torch == 1 ]]; then
-  say "== 5. PyTorch training step: without vs with libphos (disarmed), alternating processes  [$(elapsed)]"
-  for round in 1 2 3; do
+  # Pinned to one core (the step is host-bound: CPU placement is most of the noise), rounds alternate
+  # none/phos so drift hits both; one armed run counts the launches a step makes.
+  rounds=${PHOS_STEP_ROUNDS:-5}
+  pin=()
+  command -v taskset >/dev/null && [[ $jobs -ge 4 ]] && pin=(taskset -c $((jobs / 2)))
+  say "== 5. PyTorch training step: without vs with libphos (disarmed), $rounds alternating rounds${pin:+, ${pin[*]}}  [$(elapsed)]"
+  for round in $(seq 1 "$rounds") count; do
     for mode in none phos; do
       n=$((n + 1))
+      steps=300
+      if [[ $round == count ]]; then
+        [[ $mode == phos ]] || continue
+        mode=armed steps=50
+      fi
       mode_env $mode
-      timeout 180 "${menv[@]}" PYTORCH_CUDA_ALLOC_CONF= "$py" test/gpu/torch/phos_torch.py --bench-steps 300 --warmup 30 \
-        >"$work/$n.out" 2>"$work/$n.err"
+      timeout 180 "${pin[@]}" "${menv[@]}" PYTORCH_CUDA_ALLOC_CONF= "$py" test/gpu/torch/phos_torch.py \
+        --bench-steps $steps --warmup 30 >"$work/$n.out" 2>"$work/$n.err"
       rc=$?
       line=$(grep '^steptime ' "$work/$n.out")
       say "   [$n] round $round $mode: rc=$rc $line"
       [[ $rc -eq 0 ]] || { tail -n 15 "$work/$n.err" | sed 's/^/      | /'; continue; }
       m=$(grep -o 'median_ms=[0-9.]*' <<<"$line" | cut -d= -f2)
-      [[ -n $m ]] && record step $mode $round "$m"
+      lps=$(grep -o 'launches_per_step=[0-9.]*' <<<"$line" | cut -d= -f2)
+      if [[ $round == count ]]; then
+        [[ -n $lps ]] && record info launches_per_step "$lps"
+      else
+        [[ -n $m ]] && record step $mode $round "$m"
+      fi
     done
   done
 fi

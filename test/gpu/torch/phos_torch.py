@@ -266,20 +266,43 @@ def run_checks(names):
     return failed
 
 
+def phos_launches_tracked():
+    """libphos's launches_tracked counter (phos_hijack_get_stats), or None without libphos."""
+    import ctypes
+
+    class Stats(ctypes.Structure):  # the leading fields of phos_hijack_stats (native/hijack/include/phos/hijack.h)
+        _fields_ = [("size", ctypes.c_uint32), ("region_ok", ctypes.c_uint32), ("va_base", ctypes.c_uint64),
+                    ("va_size", ctypes.c_uint64), ("proc_queries", ctypes.c_uint64),
+                    ("proc_wrapped", ctypes.c_uint64), ("dlsym_wrapped", ctypes.c_uint64),
+                    ("launches_tracked", ctypes.c_uint64)]
+
+    try:
+        f = ctypes.CDLL(None).phos_hijack_get_stats
+    except (OSError, AttributeError):
+        return None
+    st = Stats()
+    st.size = ctypes.sizeof(Stats)
+    f(ctypes.byref(st))
+    return st.launches_tracked
+
+
 def bench(steps, warmup):
     _, _, step = make_training()
     for i in range(warmup):
         step(i)
     sync()
+    l0 = phos_launches_tracked()
     times = []
     for i in range(steps):
         t0 = time.perf_counter()
         step(i)
         sync()
         times.append((time.perf_counter() - t0) * 1e3)
+    l1 = phos_launches_tracked()
     q = statistics.quantiles(times, n=10)
-    print("steptime median_ms=%.4f p10_ms=%.4f p90_ms=%.4f mean_ms=%.4f steps=%d" %
-          (statistics.median(times), q[0], q[-1], statistics.fmean(times), steps), flush=True)
+    lps = "" if l0 is None or os.environ.get("PHOS_ARM") != "1" else " launches_per_step=%.1f" % ((l1 - l0) / steps)
+    print("steptime median_ms=%.4f p10_ms=%.4f p90_ms=%.4f mean_ms=%.4f steps=%d%s" %
+          (statistics.median(times), q[0], q[-1], statistics.fmean(times), steps, lps), flush=True)
 
 
 def main():
