@@ -297,7 +297,9 @@ export async function checkpointProcess(d: CheckpointDeps, req: CheckpointReques
     removeImageDir(img);
     throw err;
   }
-  let safeReason = await keeperPathRefusal(d, req.pid, linked, allocs.length);
+  let safeReason = req.kind === 'pre-dump' && allocs.length > pccl.MAX_PACKET_FDS
+    ? `${allocs.length} allocations: a consistent snapshot of more than ${pccl.MAX_PACKET_FDS} in one freeze frame is not supported yet`
+    : await keeperPathRefusal(d, req.pid, linked, allocs.length);
   if (safeReason === null) {
     try {
       return await keeperCheckpoint(d, req, report, { rec, img, parent, version, allocs, t0, log });
