@@ -89,6 +89,7 @@ size = lambda d: sum(os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk
 pj = json.load(open(os.path.join(state, 'pre.json'))); dj = json.load(open(os.path.join(state, 'dump.json')))
 print(json.dumps({"gib": int(gib), "preDumpMs": int(pre), "preDumpStallMs": gap(pre_start, pre_end),
   "preDumpPath": pj.get("result", {}).get("path"), "dumpMs": int(dump), "dumpPath": dj.get("result", {}).get("path"),
+  "safeReason": dj.get("result", {}).get("safeReason") or pj.get("result", {}).get("safeReason"), "agentStallMs": pj.get("result", {}).get("stallMs"),
   "imageBytes": size(os.path.join(img, "full")), "criuImageBytes": size(os.path.join(img, "full", "criu")),
   "restoreMs": int(rest), "restoreToRunningMs": (after[0] - rs) if after else None,
   "stepsOk": not any(l.endswith(" BAD") for l in lines)}))
@@ -115,7 +116,7 @@ for r in rows: by.setdefault(r["gib"], []).append(r)
 def med(xs):
     xs = [x for x in xs if isinstance(x, (int, float))]
     return statistics.median(xs) if xs else None
-table = [{"gib": g, "reps": len(rs), **{k: med([r[k] for r in rs]) for k in rs[0] if k not in ("gib", "stepsOk", "preDumpPath", "dumpPath")},
+table = [{"gib": g, "reps": len(rs), **{k: med([r[k] for r in rs]) for k in rs[0] if k not in ("gib", "stepsOk", "preDumpPath", "dumpPath", "safeReason")},
           "path": rs[0]["dumpPath"], "allOk": all(r["stepsOk"] for r in rs)} for g, rs in sorted(by.items())]
 try: gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
 except FileNotFoundError: gpu = "no nvidia-smi (simulated driver?)"
