@@ -128,4 +128,4 @@ for t in table:
     print("| %d | %d | %s | %s | %s | %s | %.2f | %.2f | %s | %s | %s |" % (t["gib"], t["reps"], t["path"], f(t["preDumpMs"]), f(t["preDumpStallMs"]), f(t["dumpMs"]), (t["imageBytes"] or 0)/1e9, (t["criuImageBytes"] or 0)/1e9, f(t["restoreMs"]), f(t["restoreToRunningMs"]), t["allOk"]))
 ' "$OUT/gpu-phos.json"
 }
-main
+[ "${BASH_SOURCE[0]}" = "$0" ] && main
