@@ -13,9 +13,19 @@ export const FAULT_POINTS = Object.freeze({
    * chunk, once per sender. The sender reconnects that stream and re-sends what was not acknowledged.
    */
   'transport-break-stream': 'pccl sender cuts its last stream mid-chunk',
+  /** node agent, keeper path: libphos froze (and closed its socket); rollback thaws it through the keeper. */
+  'agent-after-freeze': 'agent checkpoint step fails right after the libphos freeze',
+  /** node agent: the driver checkpointed the process; rollback: driver restore, unlock (+ thaw). */
+  'agent-after-checkpoint': 'agent checkpoint step fails right after the driver checkpoint',
+  /** node agent: CRIU dumped (dump: left stopped); rollback: SIGCONT, driver restore, unlock (+ thaw). */
+  'agent-before-seal': 'agent checkpoint step fails before the image is sealed',
 } as const);
 
 export type FaultPoint = keyof typeof FAULT_POINTS;
+
+/** The points the node agent's checkpoint procedures fire (each fails its step with INTERNAL). */
+export const AGENT_FAULT_POINTS = Object.freeze(['agent-after-freeze', 'agent-after-checkpoint', 'agent-before-seal'] as const satisfies readonly FaultPoint[]);
+export type AgentFaultPoint = (typeof AGENT_FAULT_POINTS)[number];
 
 export function isFaultPoint(v: unknown): v is FaultPoint {
   return typeof v === 'string' && Object.hasOwn(FAULT_POINTS, v);
