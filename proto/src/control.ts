@@ -53,6 +53,18 @@ export const PROCESS_INFO_SCHEMA = s.object({
   exitCode: s.nullable(s.int()),
   /** Image this process was restored from, if any. */
   restoredFrom: s.nullable(s.string()),
+  /**
+   * Keeper-path restore: the background fill of device memory from the image after the app was released
+   * (chunks pending at libphos's gate). `failed`: a chunk file failed verification; its chunks stay
+   * pending (the app waits if it touches them) and `errors` names the files (`phos ps`: failed-fill).
+   */
+  fill: s.optional(s.object({
+    state: s.oneOf(['filling', 'done', 'failed', 'stopped'] as const), chunksDone: s.uint(), chunksTotal: s.uint(),
+    bytesDone: s.uint(), bytesTotal: s.uint(), ms: s.number(),
+    /** Wall clock (ms since the epoch) when the fill began and, once it ended, when it ended. */
+    startedAt: s.number(), endedAt: s.nullable(s.number()),
+    errors: s.array(s.object({ path: s.string(), chunk: s.int(), alloc: s.int(), message: s.string() })),
+  })),
 });
 export type ProcessInfo = Infer<typeof PROCESS_INFO_SCHEMA>;
 

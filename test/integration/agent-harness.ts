@@ -19,6 +19,10 @@ export interface AgentHandle {
   phosJson<T = Record<string, unknown>>(args: string[]): Promise<{ code: number; last: T; lines: Record<string, unknown>[]; stderr: string }>;
   /** Starts argv through the control socket directly (no CLI start-up cost); returns the process record. */
   run(argv: string[], job: string): Promise<{ pid: number; logPath: string }>;
+  /** One control request straight over the socket; resolves with the result body (rejects on an error line). */
+  call<T = unknown>(verb: string, body: Record<string, unknown>): Promise<T>;
+  /** The agent's stderr (its log), last 200 kB. */
+  agentLog(): string;
   stop(): Promise<void>;
 }
 
@@ -52,7 +56,7 @@ export async function startAgent(pidRange: string, extraEnv: Record<string, stri
     '--libcuda', join(CUDASIM_DIR, 'libcuda.so.1'), '--pid-range', pidRange, '--node', 'test',
   ], { env: { ...env, ...extraEnv }, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
-  proc.stderr!.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-20000); });
+  proc.stderr!.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-200_000); });
   const deadline = Date.now() + 20_000;
   while (!existsSync(controlSocket)) {
     if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`agent did not start:\n${log}`);
@@ -65,6 +69,8 @@ export async function startAgent(pidRange: string, extraEnv: Record<string, stri
   });
   return {
     dir, controlSocket, stateDir, proc, phos,
+    call: async <T>(verb: string, body: Record<string, unknown>) => await callAgent(controlSocket, verb, body) as T,
+    agentLog: () => log,
     async phosJson<T>(args: string[]) {
       const r = await phos([args[0]!, '--json', ...args.slice(1)]);
       const lines = r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);

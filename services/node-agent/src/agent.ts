@@ -9,6 +9,7 @@ import { ControlServer, type ControlSend } from './control-server.ts';
 import { Keeper } from './keeper.ts';
 import { LibphosLink } from './libphos-link.ts';
 import { ProcessRegistry, type ProcessRecord } from './process-registry.ts';
+import type { Filler } from './fill.ts';
 import { restoreImage } from './restore.ts';
 
 /** Bytes of log text per `log` line. */
@@ -21,6 +22,8 @@ export class Agent {
   readonly link: LibphosLink;
   private readonly control: ControlServer;
   private readonly busy = new Set<number>();
+  /** Background fills of restored processes (kept after they end, for ps). */
+  private readonly fills = new Map<number, Filler>();
 
   constructor(readonly o: CompiledAgentOptions, private readonly log: Logger) {
     // pccl dlopens the driver on first use; PHOS_LIBCUDA names a specific one (cudasim in CI).
@@ -29,12 +32,14 @@ export class Agent {
     this.registry = new ProcessRegistry(o, log.child({ component: 'registry' }));
     this.registry.onEnded = (pid) => {
       const r = this.registry.find(String(pid));
+      this.fills.get(pid)?.stop();
       if (r.machine.state !== 'dumping' && r.machine.state !== 'dumped') void this.keeper.releaseAll(pid);
     };
     this.link = new LibphosLink(o.socket, this.keeper, {
       isManaged: (pid) => this.registry.isManaged(pid),
       onHello: () => {},
       onClosed: () => {},
+      onEvent: (pid, e) => this.fills.get(pid)?.onEvent(e),
     }, log.child({ component: 'libphos-link' }));
     this.control = new ControlServer(o.controlSocket, (req, send, signal) => this.handle(req, send, signal), log.child({ component: 'control' }));
   }
@@ -52,7 +57,19 @@ export class Agent {
   }
 
   private info(r: ProcessRecord): ProcessInfo {
-    return this.registry.info(r, this.link.linked(r.pid), this.keeper.allocations(r.pid).length, this.keeper.bytes(r.pid));
+    const info = this.registry.info(r, this.link.linked(r.pid), this.keeper.allocations(r.pid).length, this.keeper.bytes(r.pid));
+    const f = this.fills.get(r.pid);
+    return f && r.restoredFrom !== null ? { ...info, fill: f.snapshot() } : info;
+  }
+
+  /** A checkpoint needs every byte in the keeper: refused while a restore's fill runs or after it failed. */
+  private checkFilled(pid: number): void {
+    const f = this.fills.get(pid)?.snapshot();
+    if (!f || f.state === 'done' || f.state === 'stopped') return;
+    throw new PhosError('ILLEGAL_STATE', f.state === 'filling'
+      ? `pid ${pid} is still filling its device memory from ${this.registry.find(String(pid)).restoredFrom} (${f.chunksDone}/${f.chunksTotal} chunks)`
+      : `pid ${pid}'s fill from its image failed (${f.errors.map((e) => e.path).join(', ')}): its device memory is incomplete`,
+    { remedy: f.state === 'filling' ? 'retry once phos ps shows the fill done' : 'restore again from an intact image', details: { pid } });
   }
 
   private reporter(send: ControlSend): Reporter {
@@ -92,10 +109,12 @@ export class Agent {
         return { ref: req.ref };
       case 'pre-dump':
       case 'dump':
+        this.checkFilled(req.pid);
         return this.exclusive(req.pid, () => checkpointProcess(deps, { pid: req.pid, dir: req.dir, parent: req.parent ?? null, kind: req.verb }, this.reporter(send)));
       case 'restore': {
-        const r = await restoreImage(deps, req.dir, this.reporter(send));
-        return { ...r.info, ms: r.ms };
+        const r = await restoreImage({ ...deps, onFill: (pid, f) => this.fills.set(pid, f) }, req.dir, this.reporter(send));
+        const info = r.fill ? { ...r.info, fill: r.fill.snapshot() } : r.info;
+        return { ...info, ms: r.ms, releaseMs: r.ms };
       }
     }
   }

@@ -153,6 +153,18 @@ export function verifyCriuFiles(dir: string, m: ImageManifest): void {
   }
 }
 
+/** Every gpu/ chunk file exists with its chunk's length (hashes are checked when the chunk is read). */
+export function verifyChunkFiles(dir: string, m: ImageManifest): void {
+  const sizes = new Map(m.allocations.map((a) => [a.id, a.size]));
+  for (const c of m.chunks) {
+    const p = resolve(dir, c.file);
+    const want = chunkLength(c, sizes, m.chunkSize);
+    let got: number;
+    try { got = statSync(p).size; } catch { throw corrupt(p, `missing (chunk ${c.index} of allocation ${c.alloc})`); }
+    if (got !== want) throw corrupt(p, `${got} bytes, chunk ${c.index} of allocation ${c.alloc} needs ${want} (truncated or replaced)`);
+  }
+}
+
 /** Reads every chunk file through pccl into scratch keeper memory: size and hash checked on native threads. */
 export async function verifyGpuChunks(dir: string, m: ImageManifest, onProgress: (p: ChunkWriteProgress) => void): Promise<void> {
   if (m.chunks.length === 0) return;

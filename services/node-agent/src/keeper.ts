@@ -16,6 +16,9 @@ export interface KeptAllocation {
 
 export class Keeper {
   private readonly byPid = new Map<number, Map<number, KeptAllocation>>();
+  /** Regions a background fill still writes into: their release waits for unhold(). */
+  private readonly held = new Set<number>();
+  private readonly deferred = new Set<number>();
 
   constructor(private readonly log: Logger) {}
 
@@ -27,7 +30,7 @@ export class Keeper {
     if (!m) this.byPid.set(pid, (m = new Map()));
     const old = m.get(a.id);
     m.set(a.id, kept);
-    if (old) await pccl.keeperRelease(old.region).catch(() => undefined);
+    if (old) await this.release(old.region).catch(() => undefined);
     this.log.debug({ pid, alloc: a.id, va: a.va, bytes: a.size, ms: r.ms }, 'kept');
     return kept;
   }
@@ -36,8 +39,26 @@ export class Keeper {
     const a = this.byPid.get(pid)?.get(id);
     if (!a) return;
     this.byPid.get(pid)!.delete(id);
-    await pccl.keeperRelease(a.region);
+    await this.release(a.region);
     this.log.debug({ pid, alloc: id }, 'released');
+  }
+
+  /** Keeps regions alive while a fill writes into them (a free or the process's end defers their release). */
+  hold(regions: number[]): void {
+    for (const r of regions) this.held.add(r);
+  }
+
+  /** Ends hold(); releases the regions whose release was deferred meanwhile. */
+  async unhold(regions: number[]): Promise<void> {
+    for (const r of regions) {
+      this.held.delete(r);
+      if (this.deferred.delete(r)) await pccl.keeperRelease(r).catch((err: unknown) => this.log.warn({ region: r, err }, 'release failed'));
+    }
+  }
+
+  private async release(region: number): Promise<void> {
+    if (this.held.has(region)) { this.deferred.add(region); return; }
+    await pccl.keeperRelease(region);
   }
 
   /** The allocations of pid, in libphos's creation order (ids ascend). */
@@ -54,7 +75,7 @@ export class Keeper {
     const m = this.byPid.get(pid);
     if (!m) return;
     this.byPid.delete(pid);
-    for (const a of m.values()) await pccl.keeperRelease(a.region).catch((err: unknown) => this.log.warn({ pid, alloc: a.id, err }, 'release failed'));
+    for (const a of m.values()) await this.release(a.region).catch((err: unknown) => this.log.warn({ pid, alloc: a.id, err }, 'release failed'));
   }
 
   /** Moves the records of oldPid to newPid (a restore that lands under another pid). */

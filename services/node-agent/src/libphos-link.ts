@@ -27,6 +27,8 @@ export interface LinkHooks {
   onHello(pid: number, hello: Frame<'hello'>): void;
   /** A process's link closed. */
   onClosed(pid: number, reason: string): void;
+  /** An unsolicited event from libphos (gate-wait drives the background fill's order). */
+  onEvent?(pid: number, event: Frame<'event'>): void;
 }
 
 export class LibphosLink {
@@ -171,7 +173,10 @@ export class LibphosLink {
         }
         case 'free': await this.keeper.free(c.pid, f.id); break;
         case 'rep': this.onRep(c, f); break;
-        case 'event': this.log.info({ pid: c.pid, kind: f.kind, chunks: f.chunks?.length, message: f.message }, 'libphos event'); break;
+        case 'event':
+          this.log.info({ pid: c.pid, kind: f.kind, chunks: f.chunks?.length, message: f.message }, 'libphos event');
+          this.hooks.onEvent?.(c.pid, f);
+          break;
         default: throw new PhosError('BAD_FRAME', `pid ${c.pid}: libphos may not send '${f.t}'`);
       }
     } finally {

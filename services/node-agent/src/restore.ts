@@ -1,6 +1,7 @@
-// restore of an image on this node, as a step list with run/undo: everything that can be checked is
-// checked before CRIU makes a process (manifest, CRIU file sizes, every gpu/ chunk's hash, the pid is
-// free), then CRIU restore, driver restore + unlock. A failure after CRIU kills the half-restored process.
+// restore of an image on this node, as a step list with run/undo: everything that can be checked cheaply
+// is checked before CRIU makes a process (manifest, CRIU file sizes, every gpu/ chunk file's size, the pid
+// is free), then CRIU restore, driver restore + unlock, thaw with every slab chunk pending; the chunks are
+// read (hash-checked) in the background afterwards (fill.ts). A failure after CRIU kills the process.
 import { join } from 'node:path';
 import type { Logger } from '../../../common/src/index.ts';
 import * as pccl from '../../../native/pccl/pccl.ts';
@@ -8,7 +9,8 @@ import { PhosError, type ProcessInfo } from '../../../proto/src/index.ts';
 import type { CompiledAgentOptions } from './agent-options.ts';
 import type { Reporter } from './checkpoint.ts';
 import { criuRestore, criuVersion } from './criu.ts';
-import { readManifest, verifyCriuFiles, verifyGpuChunks } from './image.ts';
+import { readManifest, verifyChunkFiles, verifyCriuFiles, verifyGpuChunks } from './image.ts';
+import { Filler, fillChunks } from './fill.ts';
 import type { Keeper } from './keeper.ts';
 import type { LibphosLink } from './libphos-link.ts';
 import type { ProcessRecord, ProcessRegistry } from './process-registry.ts';
@@ -21,20 +23,27 @@ async function releaseAll(list: KeptAllocation[]): Promise<void> {
   for (const a of list) await pccl.keeperRelease(a.region).catch(() => undefined);
 }
 
-/** New keeper memory for every allocation, filled from its chunk files (size and hash checked natively). */
-async function fillFresh(dir: string, m: ImageManifest, report: Reporter): Promise<KeptAllocation[]> {
+/** The gate's chunk (frames.ts): 2 MiB. An image cut otherwise is filled before the thaw. */
+const GATE_CHUNK = 2 << 20;
+
+/** Fresh keeper memory per allocation, not filled yet; `app` handles (no VA of their own to gate) are. */
+async function allocateFresh(dir: string, m: ImageManifest, lazy: boolean, report: Reporter): Promise<KeptAllocation[]> {
   const out: KeptAllocation[] = [];
-  const bytesTotal = m.allocations.reduce((s, a) => s + a.size, 0);
-  let bytesDone = 0;
   try {
     for (const a of m.allocations) {
       const r = await pccl.keeperSpare(a.size);
       out.push({ id: a.id, va: a.va, size: a.size, kind: a.va === 0 ? 'app' : 'slab', region: r.id });
+    }
+    // Filled now (each chunk verified as it is read): app handles, or everything when the image cannot be gated.
+    const eager = out.filter((a) => !lazy || a.kind === 'app');
+    const bytesTotal = eager.reduce((s, a) => s + a.size, 0);
+    let bytesDone = 0;
+    for (const a of eager) {
       const items = m.chunks.filter((c) => c.alloc === a.id).map((c) => ({
         offset: c.index * m.chunkSize, length: Math.min(m.chunkSize, a.size - c.index * m.chunkSize), path: join(dir, c.file), hash: c.hash, c,
       }));
       try {
-        await pccl.readChunks({ dst: r.id, items: items.map(({ offset, length, path, hash }) => ({ offset, length, path, hash })) });
+        await pccl.readChunks({ dst: a.region, items: items.map(({ offset, length, path, hash }) => ({ offset, length, path, hash })) });
       } catch (err) {
         if (err instanceof PhosError && err.code === 'IMAGE_CORRUPT') {
           const bad = items.find((it) => it.path === String(err.details.path)) ?? items[0]!;
@@ -58,22 +67,38 @@ export interface RestoreDeps {
   keeper: Keeper;
   link: LibphosLink;
   log: Logger;
+  /** A keeper-path restore hands its background fill over (registered before the thaw: gate-wait events). */
+  onFill?(pid: number, filler: Filler): void;
+}
+
+export interface RestoreResult {
+  info: ProcessInfo;
+  /** restore request to the app released (thawed), ms. */
+  ms: number;
+  /** The background fill (keeper path): chunks pending at the thaw, and when the fill ends. */
+  fill: Filler | null;
 }
 
 interface Ctx { rec: ProcessRecord | null; pid: number }
 
-export async function restoreImage(d: RestoreDeps, dirArg: string, report: Reporter): Promise<{ info: ProcessInfo; ms: number }> {
+export async function restoreImage(d: RestoreDeps, dirArg: string, report: Reporter): Promise<RestoreResult> {
   const t0 = performance.now();
   report.phase('verify');
   const { dir, manifest: m } = readManifest(dirArg);
   await criuVersion({ bin: d.o.criu ?? undefined });
   verifyCriuFiles(dir, m);
   const keeperPath = m.agent.path === 'keeper';
-  // Safe path: the CRIU image holds the GPU state; the chunks are only checked. Keeper path: fresh device
-  // memory per allocation is filled from the chunks (each verified) before any process exists.
+  // Safe path: the CRIU image holds the GPU state; the chunks are only checked. Keeper path: every chunk
+  // file must exist with its size; fresh device memory per allocation is allocated (not filled) before any
+  // process exists, and the chunks are read (each hash-checked as it is read) after the thaw, lazily.
   let fresh: KeptAllocation[] = [];
+  const lazy = keeperPath && m.chunkSize === GATE_CHUNK;
   if (!keeperPath) await verifyGpuChunks(dir, m, (p) => report.phase('verify', p.bytesDone, p.bytesTotal));
-  else fresh = await fillFresh(dir, m, report);
+  else {
+    verifyChunkFiles(dir, m);
+    fresh = await allocateFresh(dir, m, lazy, report);
+  }
+  let filler = null as Filler | null;
   const pid = m.source.pid;
   const log = d.log.child({ pid, op: 'restore' });
   // The pid must be free before anything runs: a clash is refused here, never half-way.
@@ -120,11 +145,23 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
       name: 'thaw',
       run: async (c) => {
         report.phase('thaw');
-        await thawProcess(d.link, pid, fresh, hello);
+        let pending: number[] = [];
+        if (lazy) {
+          const h = await hello!;
+          const slabs = new Map(fresh.filter((a) => a.kind === 'slab').map((a) => [a.id, a]));
+          const chunks = fillChunks(dir, m.chunks, slabs, h.vaBase, m.chunkSize);
+          const outside = chunks.find((x) => x.gate < 0 || !Number.isInteger(x.gate));
+          if (outside) throw new PhosError('IMAGE_CORRUPT', `${dir}: allocation ${outside.alloc} lies outside the process's VA region (base 0x${h.vaBase.toString(16)})`);
+          filler = new Filler(pid, chunks, d.link, d.keeper, log);
+          d.onFill?.(pid, filler);
+          pending = chunks.map((x) => x.gate);
+        }
+        await thawProcess(d.link, pid, fresh, hello, pending);
         d.keeper.adopt(pid, fresh);
         fresh = [];
-        c.rec!.machine.transition('running', 'restored and thawed');
+        c.rec!.machine.transition('running', pending.length ? `restored and thawed; ${pending.length} chunks fill in the background` : 'restored and thawed');
         d.registry.watch(pid);
+        filler?.start();
       },
     });
   }
@@ -132,6 +169,7 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
     log,
     onStep: (r) => report.step(r),
     finish: async (c, err) => {
+      if (err && filler) { filler.stop(); filler.start(); await filler.finished; }
       await releaseAll(fresh);
       if (!err) return;
       if (c.rec && c.rec.machine.can('failed')) c.rec.machine.transition('failed', err.message);
@@ -139,5 +177,7 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
     },
   });
   report.phase('done');
-  return { info: d.registry.info(rec, d.link.linked(pid), d.keeper.allocations(pid).length, d.keeper.bytes(pid)), ms: performance.now() - t0 };
+  const ms = performance.now() - t0;
+  log.info({ ms: Math.round(ms * 10) / 10, pendingChunks: filler?.status.chunksTotal ?? 0 }, 'restored: app released');
+  return { info: d.registry.info(rec, d.link.linked(pid), d.keeper.allocations(pid).length, d.keeper.bytes(pid)), ms, fill: filler };
 }

@@ -1,0 +1,180 @@
+// The lazy fill after a keeper-path restore: the app was thawed with every slab chunk pending (libphos's
+// on-demand gate), and this reads the chunk files into the keeper memory behind its back, in batches,
+// sending `req gate {chunks}` after each batch. Chunks named in gate-wait events go first (the app waits
+// for them), then ascending. Each chunk is hash-checked as it is read (pccl readChunks copies nothing of a
+// file that does not match): a corrupt chunk stays pending — the app never sees its bytes, it waits if it
+// touches it — the file is logged, and the fill ends `failed` (phos ps: failed-fill).
+import { join } from 'node:path';
+import type { Logger } from '../../../common/src/index.ts';
+import * as pccl from '../../../native/pccl/pccl.ts';
+import { PhosError, toPhosError, type Frame } from '../../../proto/src/index.ts';
+import type { Keeper } from './keeper.ts';
+import type { LibphosLink } from './libphos-link.ts';
+
+/** Chunks per readChunks call (and per gate frame). */
+export const FILL_BATCH = 16;
+
+/** One chunk still to fill: where it goes (keeper region + offset) and its gate index. */
+export interface FillChunk { gate: number; region: number; alloc: number; index: number; offset: number; length: number; path: string; hash: string }
+
+export interface FillStatus {
+  state: 'filling' | 'done' | 'failed' | 'stopped';
+  chunksDone: number;
+  chunksTotal: number;
+  bytesDone: number;
+  bytesTotal: number;
+  /** ms since the fill began (final once it ended). */
+  ms: number;
+  /** Wall clock, ms since the epoch. */
+  startedAt: number;
+  endedAt: number | null;
+  /** Chunk files that failed verification (their chunks stay pending). */
+  errors: { path: string; chunk: number; alloc: number; message: string }[];
+}
+
+export class Filler {
+  readonly status: FillStatus;
+  /** Resolves once the fill ended (done, failed or stopped) after start(); never rejects. */
+  readonly finished: Promise<FillStatus>;
+  private begin: () => void = () => {};
+  private started = false;
+  private readonly regions: number[];
+  private readonly left = new Map<number, FillChunk>();
+  private urgent: number[] = [];
+  private wake: (() => void) | null = null;
+  private stopRequested = false;
+  private t0 = performance.now();
+
+  constructor(private readonly pid: number, chunks: FillChunk[], private readonly link: LibphosLink, private readonly keeper: Keeper, private readonly log: Logger) {
+    this.regions = [...new Set(chunks.map((c) => c.region))];
+    keeper.hold(this.regions);
+    for (const c of [...chunks].sort((a, b) => a.gate - b.gate)) this.left.set(c.gate, c);
+    this.status = {
+      state: 'filling', chunksDone: 0, chunksTotal: chunks.length, bytesDone: 0,
+      bytesTotal: chunks.reduce((s, c) => s + c.length, 0), ms: 0, startedAt: Date.now(), endedAt: null, errors: [],
+    };
+    const go = new Promise<void>((resolve) => { this.begin = resolve; });
+    this.finished = go.then(() => this.run()).then(async () => {
+      await this.keeper.unhold(this.regions);
+      return this.snapshot();
+    });
+  }
+
+  /** Begins filling (once; after the thaw made the chunks pending). */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.t0 = performance.now();
+    this.status.startedAt = Date.now();
+    this.begin();
+  }
+
+  snapshot(): FillStatus {
+    if (this.status.state === 'filling') this.status.ms = performance.now() - this.t0;
+    return { ...this.status, errors: [...this.status.errors] };
+  }
+
+  get active(): boolean { return this.status.state === 'filling'; }
+
+  /** libphos reported a wait at the gate: those chunks go first. */
+  onEvent(e: Frame<'event'>): void {
+    if (e.kind !== 'gate-wait' || !e.chunks) return;
+    const wanted = e.chunks.filter((c) => this.left.has(c));
+    if (wanted.length === 0) return;
+    this.urgent = [...wanted, ...this.urgent];
+    this.wake?.();
+  }
+
+  /** The process is gone (or being torn down): stop after the batch in flight. */
+  stop(): void {
+    this.stopRequested = true;
+    this.wake?.();
+  }
+
+  /** The next batch: urgent chunks first, all in one region (readChunks fills one destination). */
+  private nextBatch(): FillChunk[] {
+    this.urgent = this.urgent.filter((g) => this.left.has(g));
+    const first = this.left.get(this.urgent[0] ?? -1) ?? this.left.values().next().value;
+    if (!first) return [];
+    const batch: FillChunk[] = [first];
+    const seen = new Set([first.gate]);
+    const take = (c: FillChunk | undefined) => {
+      if (c && c.region === first.region && !seen.has(c.gate) && batch.length < FILL_BATCH) { batch.push(c); seen.add(c.gate); }
+    };
+    for (const g of this.urgent) take(this.left.get(g));
+    // then the chunks that follow the first one in the same allocation (sequential file reads), then the rest
+    for (let g = first.gate + 1; batch.length < FILL_BATCH && this.left.has(g); g++) take(this.left.get(g));
+    for (const c of this.left.values()) { if (batch.length >= FILL_BATCH) break; take(c); }
+    return batch;
+  }
+
+  private async run(): Promise<void> {
+    const log = this.log.child({ pid: this.pid, op: 'fill' });
+    log.info({ chunks: this.status.chunksTotal, bytes: this.status.bytesTotal }, 'background fill started');
+    const bad = new Set<number>();
+    try {
+      for (;;) {
+        if (this.stopRequested) { this.status.state = 'stopped'; break; }
+        const batch = this.nextBatch().filter((c) => !bad.has(c.gate));
+        if (batch.length === 0) break;
+        const good = await this.read(batch, log);
+        for (const c of batch) this.left.delete(c.gate);
+        for (const c of batch) if (!good.includes(c)) bad.add(c.gate);
+        if (good.length === 0) continue;
+        const rep = await this.link.request(this.pid, 'gate', { chunks: good.map((c) => c.gate) });
+        this.status.chunksDone += good.length;
+        this.status.bytesDone += good.reduce((s, c) => s + c.length, 0);
+        log.debug({ chunks: good.length, pending: rep.pending, done: this.status.chunksDone }, 'fill batch');
+      }
+      if (this.status.state === 'filling') this.status.state = this.status.errors.length ? 'failed' : 'done';
+    } catch (err) {
+      const e = toPhosError(err);
+      // The link went away: the app ended (or is gone); nothing left to fill for.
+      this.status.state = this.stopRequested || e.code === 'AGENT_UNAVAILABLE' || e.code === 'ILLEGAL_STATE' ? 'stopped' : 'failed';
+      if (this.status.state === 'failed') this.status.errors.push({ path: '', chunk: -1, alloc: -1, message: e.message });
+      log.warn({ err: e }, 'background fill ended early');
+    }
+    this.status.ms = performance.now() - this.t0;
+    this.status.endedAt = Date.now();
+    const summary = { state: this.status.state, chunks: this.status.chunksDone, of: this.status.chunksTotal, bytes: this.status.bytesDone, ms: Math.round(this.status.ms * 10) / 10 };
+    if (this.status.state === 'done') log.info(summary, 'background fill complete');
+    else if (this.status.state === 'failed') log.error({ ...summary, errors: this.status.errors }, 'background fill failed: corrupt chunks stay pending (the app waits if it touches them)');
+    else log.info(summary, 'background fill stopped');
+  }
+
+  /** Reads a batch; on IMAGE_CORRUPT retries one by one so only the bad file's chunks stay unfilled. */
+  private async read(batch: FillChunk[], log: Logger): Promise<FillChunk[]> {
+    const items = (cs: FillChunk[]) => cs.map(({ offset, length, path, hash }) => ({ offset, length, path, hash }));
+    try {
+      await pccl.readChunks({ dst: batch[0]!.region, items: items(batch) });
+      return batch;
+    } catch (err) {
+      if (!(err instanceof PhosError && err.code === 'IMAGE_CORRUPT')) throw err;
+    }
+    const good: FillChunk[] = [];
+    for (const c of batch) {
+      try {
+        await pccl.readChunks({ dst: c.region, items: items([c]) });
+        good.push(c);
+      } catch (err) {
+        if (!(err instanceof PhosError && err.code === 'IMAGE_CORRUPT')) throw err;
+        const message = `chunk ${c.index} of allocation ${c.alloc} (${c.path}): ${err.message}`;
+        this.status.errors.push({ path: c.path, chunk: c.index, alloc: c.alloc, message });
+        log.error({ path: c.path, alloc: c.alloc, chunk: c.index, gate: c.gate, err }, 'corrupt chunk: left pending');
+      }
+    }
+    return good;
+  }
+}
+
+/** Fill chunks for the slab allocations of a manifest (gate index = (va - vaBase) / chunkSize + index). */
+export function fillChunks(dir: string, chunks: { alloc: number; index: number; hash: string; file: string }[], allocs: Map<number, { va: number; size: number; region: number }>, vaBase: number, chunkSize: number): FillChunk[] {
+  const out: FillChunk[] = [];
+  for (const c of chunks) {
+    const a = allocs.get(c.alloc);
+    if (!a) continue;
+    const offset = c.index * chunkSize;
+    out.push({ gate: (a.va - vaBase) / chunkSize + c.index, region: a.region, alloc: c.alloc, index: c.index, offset, length: Math.min(chunkSize, a.size - offset), path: join(dir, c.file), hash: c.hash });
+  }
+  return out;
+}

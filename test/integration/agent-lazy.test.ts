@@ -1,0 +1,108 @@
+// Lazy restore through a real agent, CRIU and cudasim: `phos restore` returns once the app is thawed with
+// every slab chunk pending at libphos's gate, and the agent fills the chunks in the background (gate-wait
+// chunks first). The app steps before the fill ends and still finishes on its reference checksum; a chunk
+// file whose hash no longer matches is found while filling, stays pending (the app waits, never sees its
+// bytes), is named in the agent log and in ps (failed-fill), and a checkpoint of that process is refused.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ProcessInfo } from '../../proto/src/index.ts';
+import { assertContinuous, parseWorkloadLog, readWorkloadLog, referenceChecksum, waitForLog, workloadPath } from '../helpers/workload.ts';
+import { gpuFiles, startAgent, type AgentHandle } from './agent-harness.ts';
+
+type Fill = NonNullable<ProcessInfo['fill']>;
+type Restored = ProcessInfo & { ms: number; releaseMs: number };
+
+let agent: AgentHandle;
+beforeEach(async () => { agent = await startAgent('26000-26999'); });
+afterEach(async () => { await agent.stop(); });
+
+async function fillOf(pid: number): Promise<Fill | undefined> {
+  const { processes } = await agent.call<{ processes: ProcessInfo[] }>('ps', { all: true });
+  return processes.find((p) => p.pid === pid)?.fill;
+}
+
+async function fillEnded(pid: number, timeoutMs = 60_000): Promise<Fill> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const f = await fillOf(pid);
+    if (f && f.state !== 'filling') return f;
+    if (Date.now() > deadline) throw new Error(`fill of pid ${pid} did not end: ${JSON.stringify(f)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function dumpCounter(args: string[]): Promise<{ pid: number; logPath: string; img: string; stepsAtDump: number }> {
+  const { pid, logPath } = await agent.run([workloadPath('counter'), ...args], 'ctr');
+  await waitForLog(logPath, (l) => l.steps.length >= 5);
+  const img = join(agent.dir, 'img');
+  const d = await agent.phosJson<{ result: { path: string } }>(['dump', '--pid', String(pid), '--dir', img]);
+  expect(d.code, d.stderr).toBe(0);
+  expect(d.last.result.path).toBe('keeper');
+  return { pid, logPath, img, stepsAtDump: readWorkloadLog(logPath).steps.length };
+}
+
+describe('lazy restore (agent, CRIU, cudasim)', () => {
+  it('counter 256 MiB: restore returns at the thaw, the app steps before the background fill ends, checksum = reference', async () => {
+    // --verify-every 0: steps touch only the hot buffer, so a step needs a few chunks, not all of them.
+    const args = ['--mib', '256', '--steps', '250', '--step-ms', '20', '--verify-every', '0'];
+    const expected = referenceChecksum('counter', args);
+    const { pid, logPath, img, stepsAtDump } = await dumpCounter(args);
+
+    const r = await agent.call<Restored>('restore', { dir: img });
+    expect(r.pid).toBe(pid);
+    expect(r.state).toBe('running');
+    expect(r.releaseMs).toBeGreaterThan(0);
+    expect(r.fill?.chunksTotal).toBeGreaterThanOrEqual(128);
+    expect(r.fill?.state, 'restore returned before the fill completed').toBe('filling');
+    expect(r.fill!.chunksDone).toBeLessThan(r.fill!.chunksTotal);
+
+    const f = await fillEnded(pid);
+    expect(f).toMatchObject({ state: 'done', errors: [] });
+    expect(f.chunksDone).toBe(f.chunksTotal);
+    expect(f.bytesDone).toBe(f.bytesTotal);
+    expect(agent.agentLog()).toContain('background fill complete');
+
+    const final = await waitForLog(logPath, (l) => l.checksum !== null || l.steps.some((s) => !s.ok), 60_000);
+    assertContinuous(final);
+    expect(final.checksum).toBe(expected);
+    const firstAfter = final.steps[stepsAtDump]!;
+    expect(firstAfter.t, `first step after the restore (${firstAfter.t}) before the fill ended (${f.endedAt})`).toBeLessThan(f.endedAt!);
+
+    const ps = await agent.phosJson<{ processes: ProcessInfo[] }>(['ps', '--all']);
+    expect(ps.last.processes.find((p) => p.pid === pid)?.fill?.state).toBe('done');
+  }, 120_000);
+
+  it('a flipped byte in a gpu/ chunk: restore releases the app, the chunk stays pending, ps shows failed-fill naming the file', async () => {
+    const args = ['--mib', '32', '--steps', '200', '--step-ms', '20', '--verify-every', '5'];
+    const { pid, logPath, img, stepsAtDump } = await dumpCounter(args);
+    const chunk = join(img, 'gpu', gpuFiles(img)[0]!);
+    const bytes = readFileSync(chunk);
+    bytes[12345] = bytes[12345]! ^ 0x01;
+    writeFileSync(chunk, bytes);
+
+    const r = await agent.call<Restored>('restore', { dir: img });
+    expect(r.pid).toBe(pid);
+    const f = await fillEnded(pid);
+    expect(f.state).toBe('failed');
+    expect(f.errors.map((e) => e.path)).toContain(chunk);
+    expect(f.chunksDone).toBeLessThan(f.chunksTotal);
+    expect(agent.agentLog()).toContain(chunk);
+    const ps = await agent.phos(['ps']);
+    expect(ps.stdout).toMatch(new RegExp(`^${pid}\\s+ctr\\s+failed-fill`, 'm'));
+
+    // The app runs but never sees the bad chunk's bytes: a step that needs it waits at the gate.
+    await new Promise((res) => setTimeout(res, 1500));
+    const l = parseWorkloadLog(readFileSync(logPath, 'utf8'));
+    expect(l.steps.every((s) => s.ok)).toBe(true);
+    expect(l.checksum).toBeNull();
+    expect(l.steps.length).toBeGreaterThanOrEqual(stepsAtDump);
+    expect(existsSync(`/proc/${pid}`)).toBe(true);
+
+    // Its device memory is incomplete: a checkpoint of it is refused.
+    const d = await agent.phos(['dump', '--pid', String(pid), '--dir', join(agent.dir, 'img2')]);
+    expect(d.code).not.toBe(0);
+    expect(d.stderr).toMatch(/^error ILLEGAL_STATE: .*fill from its image failed/m);
+    expect(existsSync(`/proc/${pid}`)).toBe(true);
+  }, 120_000);
+});
