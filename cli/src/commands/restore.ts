@@ -6,9 +6,12 @@ import type { ProcessInfo } from '../../../proto/src/index.ts';
 
 export const RESTORE_HELP = `usage: phos restore --dir D [--json] [--socket PATH]
 
-Restores the image in D on this node under its original pid. Before any process is made, the manifest,
-the size of every CRIU file and the hash of every gpu/ chunk are checked; a mismatch is IMAGE_CORRUPT
-naming the file or chunk, and a pid already in use is ILLEGAL_STATE.
+Restores the image in D on this node under its original pid. Before any process is made, the manifest and
+the size of every CRIU file and gpu/ chunk file are checked; a mismatch is IMAGE_CORRUPT naming the file,
+and a pid already in use is ILLEGAL_STATE. An image of the keeper path returns as soon as the app runs
+again: its device memory is filled from the gpu/ chunks in the background (the app waits only for chunks
+it touches before they arrive), each chunk's hash checked as it is read. A chunk that fails the check stays
+unfilled (the app waits if it needs it); phos ps shows failed-fill and the agent log names the file.
 Progress: a bar on a TTY (stderr); with --json one line per event, then the result.
 ${SOCKET_HELP}
 ${EXIT_HELP}
@@ -21,7 +24,8 @@ export async function restore(argv: string[]): Promise<number> {
   try {
     const r = await callAgent(controlSocketPath(values.socket), 'restore', { dir }, (e) => view.onEvent(e)) as ProcessInfo & { ms: number };
     view.done();
-    process.stdout.write(values.json ? JSON.stringify({ ok: true, result: r }) + '\n' : `restored pid ${r.pid} (${r.job}) in ${r.ms.toFixed(0)} ms\n`);
+    const lazy = r.fill && r.fill.state === 'filling' ? `; ${r.fill.chunksTotal - r.fill.chunksDone} of ${r.fill.chunksTotal} chunks fill in the background (phos ps)` : '';
+    process.stdout.write(values.json ? JSON.stringify({ ok: true, result: r }) + '\n' : `restored pid ${r.pid} (${r.job}) in ${r.ms.toFixed(0)} ms${lazy}\n`);
     return 0;
   } finally { view.done(); }
 }

@@ -4,12 +4,14 @@
 // for them), then ascending. Each chunk is hash-checked as it is read (pccl readChunks copies nothing of a
 // file that does not match): a corrupt chunk stays pending — the app never sees its bytes, it waits if it
 // touches it — the file is logged, and the fill ends `failed` (phos ps: failed-fill).
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../../../common/src/index.ts';
 import * as pccl from '../../../native/pccl/pccl.ts';
 import { PhosError, toPhosError, type Frame } from '../../../proto/src/index.ts';
 import type { Keeper } from './keeper.ts';
 import type { LibphosLink } from './libphos-link.ts';
+import { RECONNECT_TIMEOUT_MS } from './thaw.ts';
 
 /** Chunks per readChunks call (and per gate frame). */
 export const FILL_BATCH = 16;
@@ -121,10 +123,14 @@ export class Filler {
         for (const c of batch) this.left.delete(c.gate);
         for (const c of batch) if (!good.includes(c)) bad.add(c.gate);
         if (good.length === 0) continue;
-        const rep = await this.link.request(this.pid, 'gate', { chunks: good.map((c) => c.gate) });
+        const rep = await this.gate(good.map((c) => c.gate), log);
+        const tenth = Math.floor((10 * this.status.bytesDone) / Math.max(1, this.status.bytesTotal));
         this.status.chunksDone += good.length;
         this.status.bytesDone += good.reduce((s, c) => s + c.length, 0);
         log.debug({ chunks: good.length, pending: rep.pending, done: this.status.chunksDone }, 'fill batch');
+        if (Math.floor((10 * this.status.bytesDone) / Math.max(1, this.status.bytesTotal)) > tenth && this.status.bytesDone < this.status.bytesTotal) {
+          log.info({ chunks: this.status.chunksDone, of: this.status.chunksTotal, bytes: this.status.bytesDone, ms: Math.round(performance.now() - this.t0) }, 'background fill progress');
+        }
       }
       if (this.status.state === 'filling') this.status.state = this.status.errors.length ? 'failed' : 'done';
     } catch (err) {
@@ -140,6 +146,22 @@ export class Filler {
     if (this.status.state === 'done') log.info(summary, 'background fill complete');
     else if (this.status.state === 'failed') log.error({ ...summary, errors: this.status.errors }, 'background fill failed: corrupt chunks stay pending (the app waits if it touches them)');
     else log.info(summary, 'background fill stopped');
+  }
+
+  /**
+   * Marks chunks present at libphos's gate. libphos reconnects (hello {resume}) when its link drops while
+   * chunks are pending: a gate that finds no link waits for that once, then sends again.
+   */
+  private async gate(chunks: number[], log: Logger): Promise<Record<string, unknown>> {
+    try {
+      return await this.link.request(this.pid, 'gate', { chunks });
+    } catch (err) {
+      const e = toPhosError(err);
+      if (this.stopRequested || (e.code !== 'AGENT_UNAVAILABLE' && e.code !== 'ILLEGAL_STATE') || !existsSync(`/proc/${this.pid}`)) throw e;
+      log.warn({ err: e }, 'gate frame found no link; waiting for libphos to reconnect');
+      if (!this.link.linked(this.pid)) await this.link.waitForHello(this.pid, RECONNECT_TIMEOUT_MS);
+      return await this.link.request(this.pid, 'gate', { chunks });
+    }
   }
 
   /** Reads a batch; on IMAGE_CORRUPT retries one by one so only the bad file's chunks stay unfilled. */
