@@ -32,8 +32,11 @@ export function render(): string {
   }
   out.push(`## Checkpoint and restore of \`counter\` (${phos.machine.gpu}, kernel ${phos.machine.kernel}, ${phos.date})`, '',
     'Reproduce: `bash bench/gpu/pack.sh` here, then on the GPU machine (device tool, carry `.carry`):',
-    '`bash bench/gpu/phos.sh 1 4 16; bash bench/gpu/baseline.sh 1 4 16` (one call, same run). Stall = the largest gap',
-    "between the workload's own step timestamps; restore-to-running = from the restore command until the first new step.", '',
+    '`bash bench/gpu/phos.sh 1 4 16; bash bench/gpu/baseline.sh 1 4 16` (both fit in one call). Stall = the largest gap',
+    "between the workload's own step timestamps; restore-to-running = from the restore command until the first new step",
+    `(phos restores lazily: the app runs while its GPU chunks stream in). phos results: ${phos.date}; baseline: ${base.date}.`,
+    "Bit-exact = no step reported BAD (counter checks its hot buffer every step and all cold data every 10 steps; the",
+    "benchmark watches 5 steps after the restore, so full-run bit-exactness rests on the CI tests and the PyTorch checksum).", '',
     '| GPU memory | reps | phos path | phos pre-dump stall | baseline stall (ckpt+dump+restore) | phos dump | baseline driver ckpt + CRIU dump | phos image (CRIU part) | baseline image | phos restore-to-running | baseline restore-to-running | bit-exact |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const p of phos.rows) {
