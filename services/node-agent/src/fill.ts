@@ -1,7 +1,7 @@
 // The lazy fill after a keeper-path restore: the app was thawed with every slab chunk pending (libphos's
 // on-demand gate), and this reads the chunk files into the keeper memory behind its back, in batches,
-// sending `req gate {chunks}` after each batch. Chunks named in gate-wait events go first (the app waits
-// for them), then ascending. Each chunk is hash-checked as it is read (pccl readChunks copies nothing of a
+// sending `req gate {chunks}` after each batch. Chunks named in gate-wait events go first, on a second lane
+// that does not wait for the background batch in flight (the app waits for them), then ascending. Each chunk is hash-checked as it is read (pccl readChunks copies nothing of a
 // file that does not match): a corrupt chunk stays pending — the app never sees its bytes, it waits if it
 // touches it — the file is logged, and the fill ends `failed` (phos ps: failed-fill).
 import { existsSync } from 'node:fs';
@@ -43,7 +43,6 @@ export class Filler {
   private readonly regions: number[];
   private readonly left = new Map<number, FillChunk>();
   private urgent: number[] = [];
-  private wake: (() => void) | null = null;
   private stopRequested = false;
   private t0 = performance.now();
 
@@ -78,61 +77,82 @@ export class Filler {
 
   get active(): boolean { return this.status.state === 'filling'; }
 
-  /** libphos reported a wait at the gate: those chunks go first. */
+  /** libphos reported a wait at the gate: those chunks go first, on a lane of their own (no waiting for the batch in flight). */
   onEvent(e: Frame<'event'>): void {
     if (e.kind !== 'gate-wait' || !e.chunks) return;
     const wanted = e.chunks.filter((c) => this.left.has(c));
     if (wanted.length === 0) return;
     this.urgent = [...wanted, ...this.urgent];
-    this.wake?.();
+    if (this.started && !this.urgentLane && this.status.state === 'filling' && this.log$) {
+      const log = this.log$;
+      this.urgentLane = this.lane(true, log).catch((err: unknown) => { this.laneError ??= toPhosError(err); }).finally(() => { this.urgentLane = null; });
+    }
   }
 
-  /** The process is gone (or being torn down): stop after the batch in flight. */
+  /** The process is gone (or being torn down): stop after the batches in flight. */
   stop(): void {
     this.stopRequested = true;
-    this.wake?.();
   }
 
-  /** The next batch: urgent chunks first, all in one region (readChunks fills one destination). */
-  private nextBatch(): FillChunk[] {
+  /** The next urgent batch: gate-wait chunks not yet taken, of one region (readChunks fills one destination). */
+  private urgentBatch(): FillChunk[] {
     this.urgent = this.urgent.filter((g) => this.left.has(g));
-    const first = this.left.get(this.urgent[0] ?? -1) ?? this.left.values().next().value;
+    const first = this.left.get(this.urgent[0] ?? -1);
+    if (!first) return [];
+    return [...new Set(this.urgent)].map((g) => this.left.get(g)!).filter((c) => c.region === first.region).slice(0, FILL_BATCH);
+  }
+
+  /** The next background batch: urgent chunks if any, else ascending from the lowest chunk left in its region. */
+  private nextBatch(): FillChunk[] {
+    const urgent = this.urgentBatch();
+    if (urgent.length > 0) return urgent;
+    const first = this.left.values().next().value;
     if (!first) return [];
     const batch: FillChunk[] = [first];
-    const seen = new Set([first.gate]);
-    const take = (c: FillChunk | undefined) => {
-      if (c && c.region === first.region && !seen.has(c.gate) && batch.length < FILL_BATCH) { batch.push(c); seen.add(c.gate); }
-    };
-    for (const g of this.urgent) take(this.left.get(g));
-    // then the chunks that follow the first one in the same allocation (sequential file reads), then the rest
-    for (let g = first.gate + 1; batch.length < FILL_BATCH && this.left.has(g); g++) take(this.left.get(g));
-    for (const c of this.left.values()) { if (batch.length >= FILL_BATCH) break; take(c); }
+    for (let g = first.gate + 1; batch.length < FILL_BATCH; g++) {
+      const c = this.left.get(g);
+      if (!c || c.region !== first.region) break;
+      batch.push(c);
+    }
     return batch;
+  }
+
+  private urgentLane: Promise<void> | null = null;
+  private laneError: PhosError | null = null;
+  private log$: Logger | null = null;
+
+  /** Reads and gates batches until none is left (urgent: only gate-wait chunks). Chunks are taken when chosen. */
+  private async lane(urgentOnly: boolean, log: Logger): Promise<void> {
+    for (;;) {
+      if (this.stopRequested || this.laneError) return;
+      const batch = urgentOnly ? this.urgentBatch() : this.nextBatch();
+      if (batch.length === 0) return;
+      for (const c of batch) this.left.delete(c.gate);
+      const good = await this.read(batch, log);
+      if (good.length === 0) continue;
+      const rep = await this.gate(good.map((c) => c.gate), log);
+      const tenth = Math.floor((10 * this.status.bytesDone) / Math.max(1, this.status.bytesTotal));
+      this.status.chunksDone += good.length;
+      this.status.bytesDone += good.reduce((s, c) => s + c.length, 0);
+      log.debug({ chunks: good.length, urgent: urgentOnly, pending: rep.pending, done: this.status.chunksDone }, 'fill batch');
+      if (Math.floor((10 * this.status.bytesDone) / Math.max(1, this.status.bytesTotal)) > tenth && this.status.bytesDone < this.status.bytesTotal) {
+        log.info({ chunks: this.status.chunksDone, of: this.status.chunksTotal, bytes: this.status.bytesDone, ms: Math.round(performance.now() - this.t0) }, 'background fill progress');
+      }
+    }
   }
 
   private async run(): Promise<void> {
     const log = this.log.child({ pid: this.pid, op: 'fill' });
+    this.log$ = log;
     log.info({ chunks: this.status.chunksTotal, bytes: this.status.bytesTotal }, 'background fill started');
-    const bad = new Set<number>();
     try {
-      for (;;) {
-        if (this.stopRequested) { this.status.state = 'stopped'; break; }
-        const batch = this.nextBatch().filter((c) => !bad.has(c.gate));
-        if (batch.length === 0) break;
-        const good = await this.read(batch, log);
-        for (const c of batch) this.left.delete(c.gate);
-        for (const c of batch) if (!good.includes(c)) bad.add(c.gate);
-        if (good.length === 0) continue;
-        const rep = await this.gate(good.map((c) => c.gate), log);
-        const tenth = Math.floor((10 * this.status.bytesDone) / Math.max(1, this.status.bytesTotal));
-        this.status.chunksDone += good.length;
-        this.status.bytesDone += good.reduce((s, c) => s + c.length, 0);
-        log.debug({ chunks: good.length, pending: rep.pending, done: this.status.chunksDone }, 'fill batch');
-        if (Math.floor((10 * this.status.bytesDone) / Math.max(1, this.status.bytesTotal)) > tenth && this.status.bytesDone < this.status.bytesTotal) {
-          log.info({ chunks: this.status.chunksDone, of: this.status.chunksTotal, bytes: this.status.bytesDone, ms: Math.round(performance.now() - this.t0) }, 'background fill progress');
-        }
+      try {
+        await this.lane(false, log);
+      } finally {
+        while (this.urgentLane) await this.urgentLane;
       }
-      if (this.status.state === 'filling') this.status.state = this.status.errors.length ? 'failed' : 'done';
+      if (this.laneError) throw this.laneError;
+      this.status.state = this.stopRequested ? 'stopped' : this.status.errors.length ? 'failed' : 'done';
     } catch (err) {
       const e = toPhosError(err);
       // The link went away: the app ended (or is gone); nothing left to fill for.
