@@ -10,7 +10,8 @@ const RESULTS = `${ROOT}bench/results`;
 interface Doc<R> { machine: { gpu: string; kernel: string }; date: string; rows: R[] }
 interface PhosRow { gib: number; reps: number; path: string; preDumpStallMs: number; preDumpMs: number; dumpMs: number; imageBytes: number; criuImageBytes: number; restoreToRunningMs: number | null; allOk: boolean }
 interface BaseRow { gib: number; reps: number; checkpointMs: number; criuDumpMs: number; imageBytes: number; criuRestoreMs: number; driverRestoreUnlockMs: number; restoreToRunningMs: number | null; stallMs: number; allOk: boolean }
-interface TorchDoc { match: boolean; steps: number; preDump: { path: string; stallMs: number }; dump: { path: string; stallMs: number }; restoreToRunningMs: number | null; criuImageBytes: number; gpuImageBytes: number; agentSteps: Record<string, number> }
+interface TorchBaseline { suspendPlusDumpMs: number; driverCheckpointMs: number | null; imageBytes: number; restoreMs: number; largestStepGapMs: number | null; match: boolean }
+interface TorchDoc { baseline?: TorchBaseline; largestStepGapMs: number | null; match: boolean; steps: number; preDump: { path: string; stallMs: number }; dump: { path: string; stallMs: number }; restoreToRunningMs: number | null; criuImageBytes: number; gpuImageBytes: number; agentSteps: Record<string, number> }
 
 function load<T>(name: string): T | null {
   const p = `${RESULTS}/${name}.json`;
@@ -53,7 +54,12 @@ export function render(): string {
       '| | path | stall | driver checkpoint | CRIU dump | CRIU image | GPU chunks | restore-to-running | checksum vs uninterrupted run |',
       '|---|---|---|---|---|---|---|---|---|',
       `| pre-dump | ${torch.preDump.path} | ${s(torch.preDump.stallMs)} | ${s(torch.agentSteps['pre-dump (keeper):checkpoint'])} | ${s(torch.agentSteps['pre-dump (keeper):criu-dump'])} | | | | |`,
-      `| dump + restore | ${torch.dump.path} | ${s(torch.dump.stallMs)} | ${s(torch.agentSteps['dump (keeper):checkpoint'])} | ${s(torch.agentSteps['dump (keeper):criu-dump'])} | ${gb(torch.criuImageBytes)} | ${gb(torch.gpuImageBytes)} | ${s(torch.restoreToRunningMs)} | ${torch.match ? 'equal' : 'DIFFERENT'} (${torch.steps} steps) |`, '');
+      `| dump + restore | ${torch.dump.path} | ${s(torch.dump.stallMs)} | ${s(torch.agentSteps['dump (keeper):checkpoint'])} | ${s(torch.agentSteps['dump (keeper):criu-dump'])} | ${gb(torch.criuImageBytes)} | ${gb(torch.gpuImageBytes)} | ${s(torch.restoreToRunningMs)} | ${torch.match ? 'equal' : 'DIFFERENT'} (${torch.steps} steps) |`);
+    const b = torch.baseline;
+    if (b) {
+      out.push(`| baseline: driver ckpt + CRIU dump, CRIU restore + driver restore | - | ${s(b.suspendPlusDumpMs)} + restore ${s(b.restoreMs)} | ${s(b.driverCheckpointMs)} | (in the stall) | ${gb(b.imageBytes)} | - | ${s(b.restoreMs)} | ${b.match ? 'equal' : 'DIFFERENT'} |`);
+    }
+    out.push('', `Largest gap between training steps across the whole pre-dump + dump + restore: phos ${s(torch.largestStepGapMs)}${b ? `, baseline (one dump + restore) ${s(b.largestStepGapMs)}` : ''}.`, '');
   }
   return out.join('\n') + '\n';
 }

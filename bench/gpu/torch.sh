@@ -47,7 +47,43 @@ print(json.dumps(doc, indent=1))
 PY
 }
 
+# The same training loop under the baseline: driver lock+checkpoint (ckpt-ctl), CRIU dump, CRIU
+# restore, driver restore+unlock, then the checksum. Appends "baseline" to gpu-torch.json.
+baseline_cycle() {
+  local dir=/dev/shm/phos-torch-baseline app pid t s dump rest img ref
+  ref=$(python3 -c 'import json,os; print(json.load(open(os.environ.get("OUT",".")+"/gpu-torch.json"))["reference"])')
+  rm -rf "$dir" && mkdir -p "$dir/img"; app="$dir/app.log"
+  setsid python3 "$TRAIN" --steps "$STEPS" --step-ms 20 </dev/null >"$app" 2>&1 &
+  pid=$!
+  for _ in $(seq 1200); do grep -q '^step 30 ' "$app" && break; sleep 0.1; done
+  t=$(now_ms); s=$(build/gpu/tools/ckpt-ctl --timeout-ms 60000 suspend $pid) || { log "baseline suspend failed: $s"; kill -9 $pid; return 1; }
+  CRIU_FAULT=130 "$CARRY/criu/criu-wrap" dump -t $pid -D "$dir/img" -o dump.log --timeout 600 || { log "baseline criu dump failed"; grep Error "$dir/img/dump.log" | tail -3 >&2; return 1; }
+  dump=$(( $(now_ms) - t )); wait $pid 2>/dev/null
+  img=$(du -sb "$dir/img" | cut -f1)
+  t=$(now_ms)
+  CRIU_FAULT=130 "$CARRY/criu/criu-wrap" restore -D "$dir/img" -o restore.log -d --timeout 600 || { log "baseline criu restore failed"; grep Error "$dir/img/restore.log" | tail -3 >&2; return 1; }
+  build/gpu/tools/ckpt-ctl resume $pid >/dev/null || { log "baseline resume failed"; return 1; }
+  rest=$(( $(now_ms) - t ))
+  for _ in $(seq 1200); do grep -q '^checksum' "$app" && break; sleep 0.1; done
+  python3 - "$app" "$ref" "$dump" "$img" "$rest" "$s" <<'PY'
+import json, os, sys
+app, ref, dump, img, rest, s = sys.argv[1:]
+lines = open(app).read().splitlines()
+steps = [float(l.split()[3]) for l in lines if l.startswith('step ')]
+ck = [l.split()[1] for l in lines if l.startswith('checksum')]
+ctl = [json.loads(l) for l in s.splitlines() if l.strip()]
+p = os.environ.get("OUT", ".") + "/gpu-torch.json"
+doc = json.load(open(p))
+doc["baseline"] = {"suspendPlusDumpMs": int(dump), "driverCheckpointMs": ctl[1]["ms"] if len(ctl) > 1 else None, "imageBytes": int(img),
+  "restoreMs": int(rest), "largestStepGapMs": max((b - a for a, b in zip(steps, steps[1:])), default=None), "checksum": ck[0] if ck else None, "match": bool(ck) and ck[0] == ref}
+json.dump(doc, open(p, "w"), indent=1)
+print(json.dumps(doc["baseline"], indent=1))
+PY
+  rm -rf "$dir"
+}
+
 build || exit 1
 start_agent || exit 1
 trap 'kill $AGENT 2>/dev/null' EXIT
-torch_cycle
+[ -n "${PHOS_TORCH_BASELINE_ONLY:-}" ] || torch_cycle
+baseline_cycle
