@@ -319,6 +319,16 @@ export async function checkpointProcess(d: CheckpointDeps, req: CheckpointReques
       img = createImageDir(req.dir);
     }
   }
+  if (req.kind === 'dump' && allocs.length > 0) {
+    // libphos serves device memory from POSIX-fd shareable slabs. The driver checkpoint copies them, but
+    // driver 580 does not restore shareable memory: on an H200, cuCheckpointProcessRestore answered
+    // CUDA_ERROR_NOT_SUPPORTED for every such safe-path image. A dump ends the process, so it would be lost.
+    removeImageDir(img);
+    throw new PhosError('ILLEGAL_STATE', `pid ${req.pid} cannot be dumped on the safe path (${safeReason}): its ${allocs.length} libphos allocations are shareable device memory, which the NVIDIA driver does not restore; the process keeps running`, {
+      remedy: 'take a pre-dump instead (the process keeps running), or remove what keeps the keeper path off (the reason above)',
+      details: { pid: req.pid, safeReason, allocations: allocs.length },
+    });
+  }
   const ctx: Ctx = { rec, img, parent, criuVersion: version, chunks: [], written: 0, fromParent: 0, bytesWritten: 0, lockedAt: 0, releasedAt: 0, criuMs: 0, stopped: false };
   const pid = req.pid;
   const leaveRunning = req.kind === 'pre-dump';
