@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PhosError } from '../../../proto/src/index.ts';
+import { CRIU_MIN_VERSION, criuBinary, parseCriuVersion } from '../../../common/src/index.ts';
 import { formatBytes, renderTable } from '../output.ts';
 
 export const DOCTOR_HELP = `usage: phos doctor [--json]
@@ -25,7 +26,6 @@ Environment: PHOS_CRIU (criu binary to check), NATS_URL.
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const INSTALL = 'bash deploy/install.sh';
-const CRIU_MIN = [4, 1] as const;
 
 type Status = 'ok' | 'warn' | 'fail';
 export interface Check { name: string; status: Status; detail: string; fix?: string }
@@ -39,20 +39,14 @@ function run(cmd: string, args: string[], env?: NodeJS.ProcessEnv, timeout = 20_
   });
 }
 
-function criuBinary(): string {
-  if (process.env.PHOS_CRIU) return process.env.PHOS_CRIU;
-  return existsSync('/usr/local/sbin/criu') ? '/usr/local/sbin/criu' : 'criu';
-}
-
 async function checkCriu(): Promise<Check> {
   const bin = criuBinary();
   const v = await run(bin, ['--version']);
-  const m = /Version:\s*(\d+)\.(\d+)(?:\.(\d+))?/.exec(v.out);
-  if (!m) return { name: 'criu', status: 'fail', detail: `criu not found (${bin})`, fix: `install CRIU >= ${CRIU_MIN.join('.')}: ${INSTALL}` };
-  const [major, minor] = [Number(m[1]), Number(m[2])];
-  const version = m.slice(1).filter(Boolean).join('.');
-  if (major < CRIU_MIN[0] || (major === CRIU_MIN[0] && minor < CRIU_MIN[1])) {
-    return { name: 'criu', status: 'fail', detail: `criu ${version} found (${bin}); phos needs >= ${CRIU_MIN.join('.')} (older CRIU fails on kernels >= 6.13)`, fix: INSTALL };
+  const parsed = parseCriuVersion(v.out);
+  if (!parsed) return { name: 'criu', status: 'fail', detail: `criu not found (${bin})`, fix: `install CRIU >= ${CRIU_MIN_VERSION.join('.')}: ${INSTALL}` };
+  const { version } = parsed;
+  if (!parsed.ok) {
+    return { name: 'criu', status: 'fail', detail: `criu ${version} found (${bin}); phos needs >= ${CRIU_MIN_VERSION.join('.')} (older CRIU fails on kernels >= 6.13)`, fix: INSTALL };
   }
   if (process.getuid?.() !== 0) return { name: 'criu', status: 'warn', detail: `criu ${version}; 'criu check' needs root, not run` };
   const c = await run(bin, ['check']);

@@ -3,9 +3,10 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { CRIU_MIN_VERSION, criuBinary as resolveCriu, parseCriuVersion } from '../../../common/src/index.ts';
 import { PhosError } from '../../../proto/src/index.ts';
 
-export const CRIU_MIN_VERSION = [4, 1] as const;
+export { CRIU_MIN_VERSION };
 
 export interface CriuOptions {
   /** criu binary. @default PHOS_CRIU, else /usr/local/sbin/criu when present, else 'criu' on PATH */
@@ -15,7 +16,7 @@ export interface CriuOptions {
 }
 
 export function criuBinary(opts: CriuOptions = {}): string {
-  return opts.bin ?? process.env.PHOS_CRIU ?? (existsSync('/usr/local/sbin/criu') ? '/usr/local/sbin/criu' : 'criu');
+  return resolveCriu(opts.bin);
 }
 
 // x86 debug registers set through ptrace never fire inside Firecracker guests (seen on kernel 6.18 VMs,
@@ -37,11 +38,10 @@ function exec(bin: string, args: string[]): Promise<{ code: number; out: string 
 export async function criuVersion(opts: CriuOptions = {}): Promise<string> {
   const bin = criuBinary(opts);
   const r = await exec(bin, ['--version']);
-  const m = /Version:\s*(\d+)\.(\d+)(\.\d+)?/.exec(r.out);
-  if (!m) throw new PhosError('CRIU_MISSING', `criu not found (${bin})`);
-  const version = `${m[1]}.${m[2]}${m[3] ?? ''}`;
-  const [maj, min] = [Number(m[1]), Number(m[2])];
-  if (maj < CRIU_MIN_VERSION[0] || (maj === CRIU_MIN_VERSION[0] && min < CRIU_MIN_VERSION[1])) {
+  const v = parseCriuVersion(r.out);
+  if (!v) throw new PhosError('CRIU_MISSING', `criu not found (${bin})`);
+  const { version } = v;
+  if (!v.ok) {
     throw new PhosError('CRIU_MISSING', `criu ${version} found (${bin}); phos needs >= ${CRIU_MIN_VERSION.join('.')}`, { details: { version, bin } });
   }
   return version;
