@@ -118,7 +118,6 @@ async function keeperPathRefusal(d: CheckpointDeps, pid: number, linked: boolean
 
 interface KeeperCtx {
   spares: { id: number; region: number }[];
-  spareFds: number[];
   frozen: boolean;
   released: boolean;
   stopped: boolean;
@@ -139,7 +138,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
   p: { rec: ProcessRecord; img: ImageDir; parent: { dir: string; manifest: ImageManifest } | null; version: string; allocs: KeptAllocation[]; t0: number; log: Logger }): Promise<CheckpointResult> {
   const { pid } = req;
   const pre = req.kind === 'pre-dump';
-  const c: KeeperCtx = { spares: [], spareFds: [], frozen: false, released: false, stopped: false, hidden: false, lockedAt: 0, releasedAt: 0, criuMs: 0, write: { chunks: [], written: 0, fromParent: 0, bytesWritten: 0 } };
+  const c: KeeperCtx = { spares: [], frozen: false, released: false, stopped: false, hidden: false, lockedAt: 0, releasedAt: 0, criuMs: 0, write: { chunks: [], written: 0, fromParent: 0, bytesWritten: 0 } };
   const unhide = () => { if (c.hidden) { d.link.accept(pid); c.hidden = false; } };
   const thaw = async () => {
     unhide();
@@ -148,15 +147,12 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
   };
   const steps: Step<KeeperCtx>[] = [];
   if (pre) {
+    // Spare device memory for the consistent copy, made before the freeze so the stall does not pay for it.
     steps.push({
       name: 'spare',
       run: async () => {
         report.phase('prepare');
-        for (const a of p.allocs) {
-          const r = await pccl.keeperSpare(a.size);
-          c.spares.push({ id: a.id, region: r.id });
-          c.spareFds.push(await pccl.keeperExportFd(r.id));
-        }
+        for (const a of p.allocs) c.spares.push({ id: a.id, region: (await pccl.keeperSpare(a.size)).id });
       },
       undo: async () => { for (const s of c.spares) await pccl.keeperRelease(s.region).catch(() => undefined); c.spares = []; },
     });
@@ -169,27 +165,26 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
       c.lockedAt = performance.now();
       d.link.refuse(pid);
       c.hidden = true;
-      try {
-        await d.link.request(pid, 'freeze', pre ? { allocIds: c.spares.map((s) => s.id) } : {}, c.spareFds);
-      } finally {
-        for (const fd of c.spareFds) pccl.closeFd(fd);
-        c.spareFds = [];
-      }
+      await d.link.request(pid, 'freeze', {});
       c.frozen = true;
       const deadline = Date.now() + 3000;
       while (d.link.connected(pid)) {
         if (Date.now() > deadline) throw new PhosError('TIMEOUT', `pid ${pid}: libphos did not close its socket after the freeze`);
         await new Promise((r) => setTimeout(r, 2));
       }
-      // The socket is closed and every frame before it handled: this is the final allocation set. One
-      // created after the spares were made is copied now (the app is frozen, so it is the same point).
+      // The socket is closed and every frame before it handled: this is the final allocation set, and
+      // libphos drained its work before dropping its mappings, so the keeper's references hold the
+      // consistent point. The keeper copies it device-to-device into the spares (no fds cross the
+      // socket, so any number of allocations works); allocations newer than the spares get one now.
       p.allocs = d.keeper.allocations(pid);
       if (pre) {
         for (const a of p.allocs) {
-          if (c.spares.some((s) => s.id === a.id)) continue;
-          const r = await pccl.keeperSpare(a.size);
-          c.spares.push({ id: a.id, region: r.id });
-          await pccl.keeperCopy(r.id, 0, a.region, 0, a.size);
+          let spare = c.spares.find((s) => s.id === a.id);
+          if (!spare) {
+            spare = { id: a.id, region: (await pccl.keeperSpare(a.size)).id };
+            c.spares.push(spare);
+          }
+          await pccl.keeperCopy(spare.region, 0, a.region, 0, a.size);
         }
       }
     },
@@ -304,9 +299,7 @@ export async function checkpointProcess(d: CheckpointDeps, req: CheckpointReques
     removeImageDir(img);
     throw err;
   }
-  let safeReason = req.kind === 'pre-dump' && allocs.length > pccl.MAX_PACKET_FDS
-    ? `${allocs.length} allocations: a consistent snapshot of more than ${pccl.MAX_PACKET_FDS} in one freeze frame is not supported yet`
-    : await keeperPathRefusal(d, req.pid, linked, allocs.length);
+  let safeReason = await keeperPathRefusal(d, req.pid, linked, allocs.length);
   if (safeReason === null) {
     try {
       return await keeperCheckpoint(d, req, report, { rec, img, parent, version, allocs, t0, log });
