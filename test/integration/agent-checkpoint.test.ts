@@ -32,7 +32,7 @@ describe('phos pre-dump / dump / restore (agent, CRIU, cudasim)', () => {
     const { pid, logPath } = await runWorkload(name);
     const img = join(agent.dir, 'img');
     const r = await agent.phosJson<{ ok: boolean; result: { path: string; chunks: number; chunksWritten: number } }>(['pre-dump', '--pid', String(pid), '--dir', img]);
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, `${JSON.stringify(r.last)} ${r.stderr}`).toBe(0);
     expect(r.lines.some((l) => l.t === 'progress' && l.phase === 'criu-dump')).toBe(true);
     const m = JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8')) as { sealed: boolean; kind: string; agent: { path: string }; chunks: unknown[] };
     // libphos holds every device byte of these workloads: the keeper path (freeze, empty driver checkpoint, thaw).
@@ -48,7 +48,7 @@ describe('phos pre-dump / dump / restore (agent, CRIU, cudasim)', () => {
     const { pid, logPath } = await runWorkload(name);
     const img = join(agent.dir, 'img');
     const d = await agent.phosJson<{ result: { path: string } }>(['dump', '--pid', String(pid), '--dir', img]);
-    expect(d.code, d.stderr).toBe(0);
+    expect(d.code, `${JSON.stringify(d.last)} ${d.stderr}`).toBe(0);
     expect(d.last.result.path).toBe('keeper');
     const stepsAtDump = parseWorkloadLog(readFileSync(logPath, 'utf8')).steps.length;
     expect(existsSync(`/proc/${pid}`)).toBe(false);
@@ -56,7 +56,7 @@ describe('phos pre-dump / dump / restore (agent, CRIU, cudasim)', () => {
     expect(ps1.last.processes.find((p) => p.pid === pid)?.state).toBe('dumped');
 
     const r = await agent.phosJson<{ result: { pid: number; fill?: { chunksTotal: number } } }>(['restore', '--dir', img]);
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, `${JSON.stringify(r.last)} ${r.stderr}\n${agent.agentLog().slice(-3000)}`).toBe(0);
     expect(r.last.result.pid).toBe(pid);
     // Lazy: the app was released with its slab chunks pending and they filled in the background
     // (ptr-chase's launches widen to every pending chunk, so it waits for the whole fill: still bit-exact).
