@@ -62,6 +62,7 @@ describe('lazy restore (agent, CRIU, cudasim)', () => {
     expect(f.chunksDone).toBe(f.chunksTotal);
     expect(f.bytesDone).toBe(f.bytesTotal);
     expect(agent.agentLog()).toContain('background fill complete');
+    expect(agent.agentLog(), 'the app waited at the gate and the agent heard it (those chunks go first)').toMatch(/gate-wait/);
 
     const final = await waitForLog(logPath, (l) => l.checksum !== null || l.steps.some((s) => !s.ok), 60_000);
     assertContinuous(final);
