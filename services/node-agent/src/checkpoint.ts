@@ -108,7 +108,7 @@ async function keeperPathRefusal(d: CheckpointDeps, pid: number, linked: boolean
       }
       const kept = d.keeper.allocations(pid).length;
       if (Number(st.slabs ?? 0) + Number(st.appHandles ?? 0) <= kept || st.slabs === undefined) return null;
-      if (attempt >= 40) return 'the keeper does not hold every allocation';
+      if (attempt >= 400) return `the keeper does not hold every allocation after ${attempt * 25} ms`;
     } catch (err) {
       return `libphos status failed: ${(err as Error).message}`;
     }
