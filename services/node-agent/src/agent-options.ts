@@ -44,6 +44,8 @@ export interface AgentOptions {
   keeperPath?: boolean;
   /** Extra environment for every managed process (e.g. LD_LIBRARY_PATH of a simulated driver). */
   env?: Record<string, string>;
+  /** NATS server of the mesh: the agent registers, heartbeats and publishes its processes. @default null: standalone */
+  nats?: string | null;
 }
 
 export interface CompiledAgentOptions {
@@ -63,6 +65,7 @@ export interface CompiledAgentOptions {
   chunkSize: number;
   env: Record<string, string>;
   keeperPath: boolean;
+  nats: string | null;
 }
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
@@ -115,6 +118,7 @@ export function compileAgentOptions(o: AgentOptions = {}): CompiledAgentOptions 
     criu: o.criu ?? null, fsync,
     vaBase, vaSize: num('va.size', o.va?.size, DEFAULT_VA_SIZE), chunkSize: DEFAULT_CHUNK_SIZE, env,
     keeperPath: o.keeperPath ?? true,
+    nats: o.nats ?? null,
   };
 }
 

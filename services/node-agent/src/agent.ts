@@ -11,6 +11,7 @@ import { LibphosLink } from './libphos-link.ts';
 import { ProcessRegistry, type ProcessRecord } from './process-registry.ts';
 import type { Filler } from './fill.ts';
 import { restoreImage } from './restore.ts';
+import { MeshMember } from './mesh.ts';
 
 /** Bytes of log text per `log` line. */
 const LOG_SLICE = 64 << 10;
@@ -24,6 +25,7 @@ export class Agent {
   private readonly busy = new Set<number>();
   /** Background fills of restored processes (kept after they end, for ps). */
   private readonly fills = new Map<number, Filler>();
+  private mesh: MeshMember | null = null;
 
   constructor(readonly o: CompiledAgentOptions, private readonly log: Logger) {
     // pccl dlopens the driver on first use; PHOS_LIBCUDA names a specific one (cudasim in CI).
@@ -47,10 +49,16 @@ export class Agent {
   async start(): Promise<void> {
     this.link.start();
     await this.control.start();
+    if (this.o.nats) {
+      const running = () => this.registry.list(false).filter((r) => !r.machine.terminal)
+        .map((r) => ({ pid: r.pid, job: r.job, keptBytes: this.keeper.bytes(r.pid) }));
+      this.mesh = await MeshMember.join({ nats: this.o.nats, node: this.o.node, libcuda: this.o.libcuda, agentVersion: '0.1.0' }, running, this.log.child({ component: 'mesh' }));
+    }
     this.log.info({ node: this.o.node, socket: this.o.socket, control: this.o.controlSocket, stateDir: this.o.stateDir, pids: `${this.o.pidMin}-${this.o.pidMax}` }, 'agent ready');
   }
 
   async stop(): Promise<void> {
+    await this.mesh?.leave();
     await this.control.stop();
     this.link.stop();
     this.registry.stop();

@@ -1,0 +1,95 @@
+// The agent's membership in the mesh (only when the config names a NATS server): registers the node and
+// its GPUs with the coordinator, heartbeats, and keeps the KV `processes` bucket in step with the processes
+// this agent manages, so the coordinator can validate migrations. The one module here that talks NATS.
+import { execFile } from 'node:child_process';
+import { hostname } from 'node:os';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { Logger } from '../../../common/src/index.ts';
+import { PROTO_VERSION, PhosError, buckets, decodeReply, encodeMessage, subjects, type Message } from '../../../proto/src/index.ts';
+
+export const HEARTBEAT_MS = 2000;
+const PROBE = fileURLToPath(new URL('../../../build/native/tools/gpu-probe', import.meta.url));
+
+export interface MeshProcess { pid: number; job: string; keptBytes: number }
+type Gpu = Message<'node-register'>['gpus'][number];
+
+/** GPUs and driver as gpu-probe sees them through the driver the agent uses (cudasim when configured). */
+function probeGpus(libcuda: string | null): Promise<{ gpus: Gpu[]; driverVersion: number; simulated: boolean }> {
+  const env = libcuda ? { ...process.env, LD_LIBRARY_PATH: [dirname(libcuda), process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') } : process.env;
+  return new Promise((resolve) => {
+    execFile(process.env.PHOS_GPU_PROBE ?? PROBE, { env, encoding: 'utf8' }, (_err, out) => {
+      try {
+        const p = JSON.parse(out) as { ok: boolean; library?: string; driverVersion?: number; devices?: { index: number; name: string; uuid: string; totalBytes: number; freeBytes: number }[] };
+        if (!p.ok) throw new Error('no driver');
+        resolve({
+          gpus: (p.devices ?? []).map((d) => ({ index: d.index, uuid: d.uuid, model: d.name, memBytes: d.totalBytes, freeBytes: d.freeBytes })),
+          driverVersion: p.driverVersion ?? 0, simulated: /cudasim/.test(p.library ?? ''),
+        });
+      } catch {
+        resolve({ gpus: [], driverVersion: 0, simulated: false });
+      }
+    });
+  });
+}
+
+export class MeshMember {
+  private timer: NodeJS.Timeout | null = null;
+  /** KV key -> the GPU bytes last published for it. */
+  private readonly published = new Map<string, number>();
+
+  private constructor(private readonly nc: NatsConnection, private readonly kv: KV, private readonly node: string, private readonly list: () => MeshProcess[], private readonly log: Logger) {}
+
+  /** Connects, registers the node with the coordinator and starts heartbeats. */
+  static async join(o: { nats: string; node: string; libcuda: string | null; agentVersion: string }, list: () => MeshProcess[], log: Logger): Promise<MeshMember> {
+    let nc: NatsConnection;
+    try {
+      nc = await connect({ servers: o.nats, name: `phos-agent-${o.node}`, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+    } catch (err) {
+      throw new PhosError('NATS_UNAVAILABLE', `agent ${o.node}: cannot reach NATS at ${o.nats}: ${(err as Error).message}`, { remedy: 'start nats-server, or fix nats: in the agent config' });
+    }
+    const kv = await new Kvm(nc).create(buckets.processes, { history: 1 });
+    const m = new MeshMember(nc, kv, o.node, list, log);
+    const { gpus, driverVersion, simulated } = await probeGpus(o.libcuda);
+    const body: Message<'node-register'> = { v: PROTO_VERSION, node: o.node, host: hostname(), dataAddr: '', gpus, simulated, driverVersion, agentVersion: o.agentVersion };
+    try {
+      const r = decodeReply((await nc.request(subjects.coord('register'), encodeMessage('node-register', body), { timeout: 5000 })).data);
+      if (!r.ok) throw PhosError.fromWire(r.err);
+    } catch (err) {
+      // No coordinator yet is not fatal: heartbeats and process records still flow; it can register later.
+      log.warn({ err: (err as Error).message }, 'coordinator did not take the registration; continuing');
+    }
+    m.timer = setInterval(() => { m.beat().catch((err: unknown) => log.debug({ err }, 'heartbeat failed')); }, HEARTBEAT_MS);
+    await m.beat();
+    log.info({ nats: o.nats, gpus: gpus.length }, 'joined the mesh');
+    return m;
+  }
+
+  /** Publishes a heartbeat and brings the KV process records in line with the managed processes. */
+  async beat(): Promise<void> {
+    const procs = this.list();
+    this.nc.publish(subjects.heartbeat(this.node), encodeMessage('heartbeat', { v: PROTO_VERSION, node: this.node, at: Date.now(), processes: procs.length }));
+    const live = new Set<string>();
+    for (const p of procs) {
+      const key = `${this.node}.${p.pid}`;
+      live.add(key);
+      if (this.published.get(key) === p.keptBytes) continue;
+      await this.kv.put(key, encodeMessage('process-record', { v: PROTO_VERSION, node: this.node, pid: p.pid, job: p.job, device: 0, gpuBytes: p.keptBytes, startedAt: Date.now() }));
+      this.published.set(key, p.keptBytes);
+    }
+    for (const key of [...this.published.keys()]) {
+      if (live.has(key)) continue;
+      await this.kv.delete(key);
+      this.published.delete(key);
+    }
+  }
+
+  async leave(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    for (const key of this.published.keys()) await this.kv.delete(key).catch(() => undefined);
+    await this.nc.drain().catch(() => this.nc.close());
+  }
+}
+
