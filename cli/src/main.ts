@@ -3,6 +3,7 @@ import { PhosError } from '../../proto/src/index.ts';
 import { printError } from './output.ts';
 import { doctor, DOCTOR_HELP } from './commands/doctor.ts';
 import { demo, DEMO_HELP } from './commands/demo.ts';
+import { up, UP_HELP } from './commands/up.ts';
 import { agent, AGENT_HELP } from './commands/agent.ts';
 import { run, RUN_HELP } from './commands/run.ts';
 import { ps, PS_HELP } from './commands/ps.ts';
@@ -22,6 +23,7 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   demo: { summary: 'run phos end to end on this machine (one node; cudasim when there is no GPU)', help: DEMO_HELP, run: demo },
+  up: { summary: 'bring up the embedded mesh here: nats-server, coordinator, node agent (until Ctrl-C)', help: UP_HELP, run: up },
   doctor: { summary: 'check this machine: CRIU, kernel, NATS, CUDA driver, GPUs', help: DOCTOR_HELP, run: doctor },
   agent: { summary: 'run the node agent in the foreground', help: AGENT_HELP, run: agent },
   run: { summary: 'start a command under phos (libphos, reserved pid, captured output)', help: RUN_HELP, run },
