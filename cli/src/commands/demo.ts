@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PhosError, type ProcessInfo } from '../../../proto/src/index.ts';
 import { callAgent } from '../agent-client.ts';
+import { simulatedDriverDir } from '../driver.ts';
 
 export const DEMO_HELP = `usage: phos demo [--mib N] [--keep]
 
@@ -26,17 +27,6 @@ const AGENT_MAIN = join(ROOT, 'services', 'node-agent', 'src', 'main.ts');
 
 function say(msg: string): void {
   process.stdout.write(`${msg}\n`);
-}
-
-/** The simulated driver's directory when no NVIDIA driver can be loaded, else null. */
-function simulatedDriver(): string | null {
-  try {
-    const out = execFileSync(join(BUILD, 'tools', 'gpu-probe'), { encoding: 'utf8' });
-    if ((JSON.parse(out) as { ok: boolean }).ok) return null;
-  } catch { /* no probe output: fall through to the simulator */ }
-  const sim = join(BUILD, 'cudasim');
-  if (!existsSync(join(sim, 'libcuda.so.1'))) throw new PhosError('DRIVER_FAILED', 'no NVIDIA driver and cudasim is not built', { remedy: 'bash deploy/install.sh' });
-  return sim;
 }
 
 async function waitFor(what: string, pred: () => boolean, timeoutMs: number): Promise<void> {
@@ -82,7 +72,7 @@ export async function demo(argv: string[]): Promise<number> {
   if (!Number.isSafeInteger(mib) || mib < 8) throw new PhosError('BAD_ARGS', `phos demo: --mib must be an integer >= 8, got ${values.mib}`);
   const counter = join(BUILD, 'workloads', 'counter');
   if (!existsSync(counter)) throw new PhosError('NOT_FOUND', `${counter} is not built`, { remedy: 'bash deploy/install.sh' });
-  const simDir = simulatedDriver();
+  const simDir = simulatedDriverDir();
   const args = ['--mib', String(mib), '--steps', '400', '--step-ms', '20'];
   const env = simDir ? { ...process.env, LD_LIBRARY_PATH: simDir } : process.env;
   const reference = /checksum (\w+)/.exec(execFileSync(counter, [...args, '--reference'], { encoding: 'utf8', env }))![1];

@@ -1,13 +1,14 @@
 // `phos up`: the embedded mesh on one machine — nats-server (JetStream), a coordinator and a node agent
 // that joins it — in the foreground until Ctrl-C. Each runs as its own process (the CLI never imports
 // services); their logs go to files under the state directory.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PhosError } from '../../../proto/src/index.ts';
+import { simulatedDriverDir } from '../driver.ts';
 
 export const UP_HELP = `usage: phos up [--state-dir DIR] [--nats-port N] [--node NAME] [--nats URL]
 
@@ -19,16 +20,6 @@ Then, in another shell: PHOS_CONTROL_SOCK=DIR/control.sock phos run -- CMD; phos
 `;
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
-
-function simulatedDriverDir(): string | null {
-  try {
-    const out = execFileSync(join(ROOT, 'build/native/tools/gpu-probe'), { encoding: 'utf8' });
-    if ((JSON.parse(out) as { ok: boolean }).ok) return null;
-  } catch { /* no driver answered */ }
-  const sim = join(ROOT, 'build/native/cudasim');
-  if (!existsSync(join(sim, 'libcuda.so.1'))) throw new PhosError('DRIVER_FAILED', 'no NVIDIA driver and cudasim is not built', { remedy: 'bash deploy/install.sh' });
-  return sim;
-}
 
 async function waitFor(what: string, pred: () => boolean, child: ChildProcess, log: string): Promise<void> {
   const end = Date.now() + 30_000;
