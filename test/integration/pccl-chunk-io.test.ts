@@ -6,10 +6,10 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PhosError } from '../../proto/src/index.ts';
 import * as pccl from '../../native/pccl/pccl.ts';
 import { ADDON_PATH } from '../../native/pccl/pccl.ts';
 import { chunkHash, compileC } from '../../native/pccl/test/support.ts';
+import { rejection } from '../helpers/expect.ts';
 
 let dir: string;
 let full: string; // a 1 MiB tmpfs
@@ -27,16 +27,6 @@ function mapped(name: string, bytes: Buffer, writable: boolean): number {
   } finally {
     closeSync(fd);
   }
-}
-
-async function rejection(p: Promise<unknown>): Promise<PhosError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(PhosError);
-    return e as PhosError;
-  }
-  throw new Error('expected a rejection');
 }
 
 // Ranges with awkward shapes: a whole 64 KiB chunk, one at an odd offset, one not a multiple of 8 bytes.

@@ -6,11 +6,11 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { PhosError } from '../../proto/src/index.ts';
 import * as pccl from '../../native/pccl/pccl.ts';
 import { ADDON_PATH } from '../../native/pccl/pccl.ts';
 import { compileC } from '../../native/pccl/test/support.ts';
 import { CUDASIM_DIR, cudasimEnv } from '../helpers/paths.ts';
+import { rejection } from '../helpers/expect.ts';
 
 let target: ChildProcessByStdio<Writable, Readable, null>;
 let pid: number;
@@ -32,16 +32,6 @@ function nextLine(ms: number): Promise<string | null> {
     }, ms);
     waiters.push(w);
   });
-}
-
-async function rejection(p: Promise<unknown>): Promise<PhosError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(PhosError);
-    return e as PhosError;
-  }
-  throw new Error('expected a rejection');
 }
 
 beforeAll(async () => {

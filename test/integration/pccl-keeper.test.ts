@@ -7,11 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PhosError } from '../../proto/src/index.ts';
 import * as pccl from '../../native/pccl/pccl.ts';
 import { ADDON_PATH } from '../../native/pccl/pccl.ts';
 import { EventQueue, chunkHash, compileC } from '../../native/pccl/test/support.ts';
 import { CUDASIM_DIR, cudasimEnv } from '../helpers/paths.ts';
+import { rejection } from '../helpers/expect.ts';
 
 const SIZE = 2 << 20; // cudasim's (and the H200's) allocation granularity
 const HALF = SIZE / 2;
@@ -30,16 +30,6 @@ function wordSum(b: Buffer): string {
   let s = 0n;
   for (let i = 0; i < b.length; i += 8) s = (s + b.readBigUInt64LE(i)) & M64;
   return s.toString(16).padStart(16, '0');
-}
-
-async function rejection(p: Promise<unknown>): Promise<PhosError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(PhosError);
-    return e as PhosError;
-  }
-  throw new Error('expected a rejection');
 }
 
 beforeAll(() => {

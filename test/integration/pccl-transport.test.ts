@@ -7,12 +7,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { ChildProcess } from 'node:child_process';
-import { PhosError } from '../../proto/src/index.ts';
 import * as pccl from '../../native/pccl/pccl.ts';
 import { ADDON_PATH, type TransportItem, type TransportReceiverEvent, type TransportSenderEvent } from '../../native/pccl/pccl.ts';
 import { chunkHash } from '../../native/pccl/test/support.ts';
 import { hostsUnavailable, makeHosts, type Hosts } from '../helpers/hosts.ts';
 import { ROOT } from '../helpers/paths.ts';
+import { rejection } from '../helpers/expect.ts';
 
 const MiB = 1 << 20;
 const SIZE = 256 * MiB;
@@ -83,16 +83,6 @@ function receiver(streams: number, opts: { timeoutMs?: number } = {}) {
   });
   pccl.transportRegisterDest(rx.id, ALLOC, { dst });
   return { rx, events, end, close: () => pccl.transportReceiverClose(rx.id) };
-}
-
-async function rejection(p: Promise<unknown>): Promise<PhosError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(PhosError);
-    return e as PhosError;
-  }
-  throw new Error('expected a rejection');
 }
 
 beforeAll(() => {
