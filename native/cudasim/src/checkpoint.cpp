@@ -147,7 +147,6 @@ void write_reply(uint32_t nonce, CUresult result) {
 }
 
 void helper_loop() {
-  pthread_setname_np(pthread_self(), kHelperName);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, ctl_signal());
@@ -285,7 +284,11 @@ void start_helper() {
   sigemptyset(&set);
   sigaddset(&set, ctl_signal());
   pthread_sigmask(SIG_BLOCK, &set, &old);
-  std::thread(helper_loop).detach();
+  std::thread helper(helper_loop);
+  // Named here, before cuInit returns: controllers find the helper by name, and a name the thread set
+  // itself could still be missing when the app already tells someone it is ready (seen in CI).
+  pthread_setname_np(helper.native_handle(), kHelperName);
+  helper.detach();
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
