@@ -325,6 +325,24 @@ export interface TransportCloseResult extends Timing {
   perStream: TransportStreamTotals[];
 }
 
+/** One range to hash: [offset, offset+length) of the source region. */
+export interface ChunkRange {
+  offset: number;
+  length: number;
+}
+
+export interface HashChunksOptions {
+  /** A mapping id (mapFd) or a keeper region id (keeperImport, keeperSpare), as writeChunks' `src`. */
+  src: number;
+  items: ChunkRange[];
+}
+
+export interface HashChunksResult extends Timing {
+  /** Per item, in order: libphos's chunk hash, exactly what writeChunks returns for the same bytes. */
+  hashes: string[];
+  bytes: number;
+}
+
 /** The native functions exactly as addon.cpp registers them, in its order; every field set. */
 interface NativePccl {
   driverCheckpoint(op: DriverOp, pid: number, timeoutMs: number): Promise<Timing>;
@@ -356,6 +374,7 @@ interface NativePccl {
   transportSend(sender: number, items: TransportItem[]): Promise<TransportSendResult>;
   transportSetBandwidth(sender: number, bytesPerSec: number | null): void;
   transportClose(sender: number): Promise<TransportCloseResult>;
+  hashChunks(opts: { src: number; items: ChunkRange[] }): Promise<HashChunksResult>;
 }
 
 /** Receiver events as native code sends them: errors are plain PcclError objects, turned into PhosError here. */
@@ -466,8 +485,9 @@ let serverOpen = false;
 
 /**
  * Starts the agent's SOCK_SEQPACKET server at `path` (a stale socket file is replaced; a live one is
- * ILLEGAL_STATE; the directory and the socket's mode are the caller's). Events arrive on the JS thread
- * in order per connection. One server per process.
+ * ILLEGAL_STATE; the directory and the socket's mode are the caller's). `@name` is a Linux abstract
+ * socket instead: no file, one name space per network namespace (a name held by a live listener there is
+ * ILLEGAL_STATE). Events arrive on the JS thread in order per connection. One server per process.
  */
 export function agentListen(path: string, onEvent: (e: AgentEvent) => void): void {
   const p = pathArg('agent socket path', path);
@@ -502,7 +522,7 @@ export function agentClose(conn: number): void {
   call(() => native().agentClose(c));
 }
 
-/** Stops the server: every connection gets its `closed` event, the socket file is removed. Idempotent. */
+/** Stops the server: every connection gets its `closed` event, the socket file (if not abstract) is removed. Idempotent. */
 export function agentServerClose(): void {
   if (!addon) return;
   serverOpen = false;
@@ -721,4 +741,20 @@ export function transportSetBandwidth(sender: number, bytesPerSec: number | null
 export async function transportClose(sender: number): Promise<TransportCloseResult> {
   const s = idArg('sender', sender);
   return callAsync(() => native().transportClose(s));
+}
+
+/**
+ * Hashes each range of `src` (host mapping or keeper region) on one worker thread without writing
+ * anything: per item the hash writeChunks would return for the same bytes (keeper regions are read
+ * through the pinned staging buffer). For hash-driven pre-copy rounds: only chunks whose hash changed
+ * since the last round need sending.
+ */
+export async function hashChunks(opts: HashChunksOptions): Promise<HashChunksResult> {
+  const src = idArg('src', opts?.src);
+  if (!Array.isArray(opts.items)) throw badArgs('items must be an array');
+  const items = opts.items.map((it, i) => ({
+    offset: uint(`items[${i}].offset`, it?.offset),
+    length: uint(`items[${i}].length`, it?.length, { min: 1 }),
+  }));
+  return callAsync(() => native().hashChunks({ src, items }));
 }

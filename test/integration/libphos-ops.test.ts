@@ -166,8 +166,8 @@ afterEach(() => {
 });
 afterAll(() => { if (root && !process.env.PHOS_KEEP_TMP) rmSync(root, { recursive: true, force: true }); });
 
-function start(name: Workload, dir: string, extraEnv: Record<string, string> = {}): { app: Launched; log: string; agent: TestAgent } {
-  const a = new TestAgent(join(dir, 'agent.sock'));
+function start(name: Workload, dir: string, extraEnv: Record<string, string> = {}, sock = join(dir, 'agent.sock')): { app: Launched; log: string; agent: TestAgent } {
+  const a = new TestAgent(sock);
   a.listen();
   agent = a;
   const log = join(dir, 'app.log');
@@ -225,6 +225,17 @@ async function freezeAndThawLazily(a: TestAgent, log: string, dir: string, betwe
 }
 
 describe('libphos operations (cudasim, test agent)', () => {
+  it('connects to an agent on an abstract socket (PHOS_AGENT_SOCK=@name)', async () => {
+    const dir = join(root, 'abstract');
+    mkdirSync(dir);
+    const sock = `@phos-ops-${process.pid}-${Date.now()}`;
+    const { app, agent: a } = start('counter', dir, {}, sock);
+    await a.until(() => a.hellos.length === 1 && a.slabs().length > 0, 'hello and a slab over the abstract socket');
+    expect(a.hellos[0]).toMatchObject({ pid: app.pid, job: 'counter', stagingBytes: 2 << 20 });
+    expect(existsSync(join(process.cwd(), sock))).toBe(false);
+    expect(await a.req('status')).toMatchObject({ ok: true });
+  }, 60_000);
+
   it.each(WORKLOADS)('%s: hash rounds, snapshot, freeze/thaw bit-exact, lazy thaw through the gate', async (name) => {
     const dir = join(root, name);
     mkdirSync(dir);

@@ -1,8 +1,9 @@
 // The agent's unix socket server in pccl: packets and SCM_RIGHTS fds from a separate process (a small C
-// client standing in for libphos), peer credentials, replies with fds, and the connection lifecycle.
+// client standing in for libphos), peer credentials, replies with fds, the connection lifecycle, and
+// abstract names (@name).
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROTO_VERSION, PhosError, decodeFrame, encodeFrame } from '../../proto/src/index.ts';
@@ -163,6 +164,37 @@ describe('pccl agent socket', () => {
     for (const fd of pkt.fds) pccl.closeFd(fd);
     pccl.agentSend(pkt.conn, Buffer.from('ok'));
     expect((await done).code).toBe(0);
+  });
+
+  it('listens on an abstract name (@name): SO_PEERCRED, packets and fds, no file; a held name is ILLEGAL_STATE', async () => {
+    const name = `@phos-pccl-test-${process.pid}-${Date.now()}`;
+    const q = new EventQueue();
+    pccl.agentListen(name, q.push);
+    expect(existsSync(name)).toBe(false); // nothing in the cwd: the name lives in the network namespace
+    const abstract = readFileSync('/proc/net/unix', 'utf8').split('\n').filter((l) => l.endsWith(` ${name}`));
+    expect(abstract, 'listed in /proc/net/unix as @name').toHaveLength(1);
+    // Another process holding the same name in this namespace: its listen fails, it does not steal it.
+    const other = spawnSync(process.execPath, ['-e', `try { require(${JSON.stringify(ADDON_PATH)}).agentListen(${JSON.stringify(name)}, () => {}); console.log('listening') } catch (e) { console.log(e.code) }`], { encoding: 'utf8' });
+    expect(other.stdout.trim()).toBe('ILLEGAL_STATE');
+
+    const { child, done } = run(client, [name, helloFile(), String(STAGING)]);
+    const hi = await q.next('connect');
+    expect(hi.pid).toBe(child.pid);
+    expect(hi.uid).toBe(process.getuid!());
+    expect(hi.gid).toBe(process.getgid!());
+    const pkt = await q.next('packet', (e) => e.conn === hi.conn);
+    expect(decodeFrame(pkt.bytes)).toMatchObject({ t: 'hello', job: 'pccl-test' });
+    expect(pkt.fds).toHaveLength(1);
+    pccl.closeFd(pkt.fds[0]!);
+    pccl.agentSend(hi.conn, Buffer.from('ok'));
+    const { code, out } = await done;
+    expect(out).toContain('reply 2 fds 0');
+    expect(code).toBe(0);
+
+    pccl.agentServerClose(); // the name goes with the listener: a new server gets it at once
+    pccl.agentListen(name, () => {});
+    pccl.agentServerClose();
+    expect(() => pccl.agentListen('@', () => {})).toThrow(expect.objectContaining({ code: 'BAD_ARGS' }));
   });
 
   it('closes every connection and removes the socket file on agentServerClose', async () => {

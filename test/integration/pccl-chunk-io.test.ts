@@ -1,5 +1,6 @@
 // pccl chunk files: each range written to its own file with libphos's chunk hash, read back only after
-// the hash checks out; damaged files and a full disk are named errors, never silent or partial.
+// the hash checks out; damaged files and a full disk are named errors, never silent or partial. hashChunks
+// gives the same hashes without writing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
@@ -135,6 +136,29 @@ describe('pccl chunk io', () => {
     pccl.unmap(big);
   });
 
+  it("hashChunks gives writeChunks' hash per range without writing, and a changed byte changes only its range's", async () => {
+    const out = join(dir, 'h1');
+    mkdirSync(out);
+    const bytes = randomBytes(SIZE);
+    const id = mapped('hash.bin', bytes, true);
+    // RANGES plus back-to-back 64 KiB chunks over the whole mapping (the last one short), as a pre-copy round asks.
+    const ranges = [...RANGES, ...Array.from({ length: Math.ceil(SIZE / 65536) }, (_, i) => ({ offset: i * 65536, length: Math.min(65536, SIZE - i * 65536) }))];
+    const before = await pccl.hashChunks({ src: id, items: ranges });
+    const written = await pccl.writeChunks({ src: id, items: ranges.map((r, i) => ({ ...r, path: join(out, `c${i}`) })) });
+    expect(before.hashes).toEqual(written.hashes);
+    expect(before.bytes).toBe(written.bytes);
+    expect(typeof before.ms).toBe('number');
+    ranges.forEach((r, i) => expect(before.hashes[i]).toBe(chunkHash(bytes.subarray(r.offset, r.offset + r.length))));
+
+    const at = 3 * 65536 + 777; // inside the 4th whole chunk only (and none of RANGES)
+    pccl.mapWrite(id, at, Buffer.from([bytes[at]! ^ 0x40]));
+    const after = await pccl.hashChunks({ src: id, items: ranges });
+    const changed = ranges.flatMap((r, i) => (after.hashes[i] !== before.hashes[i] ? [i] : []));
+    expect(changed).toEqual([RANGES.length + 3]);
+    expect((await pccl.hashChunks({ src: id, items: [] })).hashes).toEqual([]);
+    pccl.unmap(id);
+  });
+
   it('refuses ranges outside the region and unknown ids as BAD_ARGS / NOT_FOUND', async () => {
     const outside = await rejection(pccl.writeChunks({ src: srcId, items: [{ offset: SIZE - 10, length: 11, path: join(dir, 'x') }] }));
     expect(outside.code).toBe('BAD_ARGS');
@@ -143,5 +167,8 @@ describe('pccl chunk io', () => {
     const readOnly = await rejection(pccl.readChunks({ dst: srcId, items: [{ offset: 0, length: 8, path: join(dir, 'x'), hash: '0'.repeat(16) }] }));
     expect(readOnly.code).toBe('BAD_ARGS');
     expect(existsSync(join(dir, 'x'))).toBe(false);
+    expect((await rejection(pccl.hashChunks({ src: srcId, items: [{ offset: SIZE - 10, length: 11 }] }))).code).toBe('BAD_ARGS');
+    expect((await rejection(pccl.hashChunks({ src: srcId, items: [{ offset: 0, length: 0 }] }))).code).toBe('BAD_ARGS');
+    expect((await rejection(pccl.hashChunks({ src: 999_999, items: [{ offset: 0, length: 1 }] }))).code).toBe('NOT_FOUND');
   });
 });

@@ -143,4 +143,42 @@ describe('pccl keeper (cudasim)', () => {
     expect(readFileSync(out).equals(big)).toBe(true);
     await pccl.keeperRelease(spare.id);
   });
+
+  it("hashChunks of a keeper region (through pinned staging) equals writeChunks' hashes, also past 8 MiB", async () => {
+    const bytes = randomBytes(12 << 20);
+    const src = join(dir, 'hash-src.bin');
+    writeFileSync(src, bytes);
+    const fd = openSync(src, 'r');
+    const host = pccl.mapFd(fd, bytes.length, false);
+    closeSync(fd);
+    const [hash] = (await pccl.hashChunks({ src: host, items: [{ offset: 0, length: bytes.length }] })).hashes;
+    pccl.unmap(host);
+    const spare = await pccl.keeperSpare(bytes.length);
+    await pccl.readChunks({ dst: spare.id, items: [{ offset: 0, length: bytes.length, path: src, hash: hash! }] });
+
+    // 2 MiB chunks as a pre-copy round hashes them, one range larger than staging, one unaligned and short.
+    const items = [
+      ...Array.from({ length: 6 }, (_, i) => ({ offset: i * SIZE, length: SIZE })),
+      { offset: 0, length: bytes.length },
+      { offset: SIZE + 5, length: 1003 },
+    ];
+    const out = join(dir, 'hashed');
+    mkdirSync(out);
+    const hashed = await pccl.hashChunks({ src: spare.id, items });
+    const written = await pccl.writeChunks({ src: spare.id, items: items.map((it, i) => ({ ...it, path: join(out, `h${i}`) })) });
+    expect(hashed.hashes).toEqual(written.hashes);
+    expect(hashed.hashes[6]).toBe(hash);
+    expect(hashed.hashes[0]).toBe(chunkHash(bytes.subarray(0, SIZE)));
+    expect(hashed.bytes).toBe(written.bytes);
+
+    // One chunk rewritten on the device: exactly its hash (and the whole range's) change.
+    const b = Buffer.alloc(SIZE, 0x3c);
+    const bPath = join(out, 'b');
+    writeFileSync(bPath, b);
+    await pccl.readChunks({ dst: spare.id, items: [{ offset: 4 * SIZE, length: SIZE, path: bPath, hash: chunkHash(b) }] });
+    const again = await pccl.hashChunks({ src: spare.id, items });
+    expect(items.flatMap((_, i) => (again.hashes[i] !== hashed.hashes[i] ? [i] : []))).toEqual([4, 6]);
+    expect(again.hashes[4]).toBe(chunkHash(b));
+    await pccl.keeperRelease(spare.id);
+  });
 });

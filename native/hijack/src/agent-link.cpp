@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -330,9 +331,18 @@ bool connect_and_hello(const Options& o, bool resume) {
   if (fd < 0) return false;
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
-  memcpy(a.sun_path, o.agent_sock, strnlen(o.agent_sock, sizeof a.sun_path - 1));
+  socklen_t alen = sizeof a;
+  size_t n = strnlen(o.agent_sock, sizeof a.sun_path - 1);
+  if (o.agent_sock[0] == '@') {
+    // "@name": a Linux abstract socket, resolved in this process's network namespace (a process restored
+    // on another simulated host reaches that host's agent under the same name). NUL, then the name.
+    memcpy(a.sun_path + 1, o.agent_sock + 1, n - 1);
+    alen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n);
+  } else {
+    memcpy(a.sun_path, o.agent_sock, n);
+  }
   int cr;
-  do cr = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  do cr = connect(fd, reinterpret_cast<sockaddr*>(&a), alen);
   while (cr != 0 && errno == EINTR);
   if (cr != 0) {
     if (!resume) PHOS_LOG(info, "no agent at %s (%s): running without one", o.agent_sock, strerror(errno));

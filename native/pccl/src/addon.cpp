@@ -50,6 +50,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
       {"transportSend", transportSend},
       {"transportSetBandwidth", transportSetBandwidth},
       {"transportClose", transportClose},
+      // chunk-io.cpp (appended: the order above is the TS interface's)
+      {"hashChunks", hashChunks},
   };
   for (const Fn& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
   return exports;

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -29,6 +30,23 @@ namespace {
 constexpr size_t kMaxPacket = size_t{1} << 20;
 constexpr size_t kMaxFds = 16;
 constexpr int kSendWaitMs = 1000;
+
+// "@name" is a Linux abstract socket: no file, one name space per network namespace (agents of several
+// simulated hosts on one machine each own "@phos-agent"). Anything else is a filesystem path.
+bool is_abstract(const std::string& path) { return !path.empty() && path[0] == '@'; }
+
+// Fills a for path; returns the address length bind/connect take.
+socklen_t make_addr(const std::string& path, sockaddr_un* a) {
+  *a = sockaddr_un{};
+  a->sun_family = AF_UNIX;
+  if (!is_abstract(path)) {
+    std::memcpy(a->sun_path, path.c_str(), path.size());
+    return sizeof *a;
+  }
+  a->sun_path[0] = '\0';  // abstract: the name follows the NUL, its length is in addrlen (no terminator)
+  std::memcpy(a->sun_path + 1, path.data() + 1, path.size() - 1);
+  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());  // + NUL - '@'
+}
 
 struct Conn {
   int fd = -1;
@@ -120,7 +138,8 @@ class Server {
     close(listen_fd_);
     close(wake_fd_);
     struct stat st {};
-    if (lstat(path_.c_str(), &st) == 0 && st.st_ino == ino_) unlink(path_.c_str());  // ours, not a successor's
+    if (!is_abstract(path_) && lstat(path_.c_str(), &st) == 0 && st.st_ino == ino_)
+      unlink(path_.c_str());  // ours, not a successor's; an abstract name goes with the listener
     tsfn_.Release();
   }
 
@@ -296,9 +315,8 @@ void clear_stale(const std::string& path) {
     throw Failure(PHOS_ERR_BAD_ARGS, "agent socket path " + path + " exists and is not a socket").with("path", path);
   int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::memcpy(a.sun_path, path.c_str(), path.size());
-  bool live = probe >= 0 && connect(probe, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  socklen_t alen = make_addr(path, &a);
+  bool live = probe >= 0 && connect(probe, reinterpret_cast<sockaddr*>(&a), alen) == 0;
   if (probe >= 0) close(probe);
   if (live)
     throw Failure(PHOS_ERR_ILLEGAL_STATE, "another agent is listening on " + path).with("path", path);
@@ -307,25 +325,29 @@ void clear_stale(const std::string& path) {
 
 int listen_at(const std::string& path, ino_t* ino) {
   sockaddr_un a{};
-  if (path.empty() || path.size() >= sizeof a.sun_path)
+  bool abstract = is_abstract(path);
+  if (path.size() < (abstract ? 2u : 1u) || path.size() >= sizeof a.sun_path)
     throw Failure(PHOS_ERR_BAD_ARGS, "agent socket path must be 1.." + std::to_string(sizeof a.sun_path - 1) +
-                                         " bytes: " + path)
+                                         " bytes (an abstract '@name' 1.." + std::to_string(sizeof a.sun_path - 2) +
+                                         " after the '@'): " + path)
         .with("path", path);
-  clear_stale(path);
-  a.sun_family = AF_UNIX;
-  std::memcpy(a.sun_path, path.c_str(), path.size());
+  if (path.find('\0') != std::string::npos)
+    throw Failure(PHOS_ERR_BAD_ARGS, "agent socket path contains a NUL byte").with("path", path);
+  if (!abstract) clear_stale(path);  // an abstract name has no file to go stale: it dies with its listener
+  socklen_t alen = make_addr(path, &a);
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) throw errno_failure(PHOS_ERR_INTERNAL, errno, "socket(AF_UNIX, SOCK_SEQPACKET)");
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd, 128) != 0) {
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), alen) != 0 || listen(fd, 128) != 0) {
     int err = errno;
     close(fd);
+    if (abstract && err == EADDRINUSE)  // held by a live listener in this network namespace
+      throw Failure(PHOS_ERR_ILLEGAL_STATE, "another agent is listening on " + path).with("path", path);
     throw errno_failure(err == EACCES || err == ENOENT ? PHOS_ERR_BAD_ARGS : PHOS_ERR_INTERNAL, err,
                         "cannot listen on agent socket " + path)
         .with("path", path);
   }
   struct stat st {};
-  lstat(path.c_str(), &st);
-  *ino = st.st_ino;
+  *ino = !abstract && lstat(path.c_str(), &st) == 0 ? st.st_ino : 0;
   return fd;
 }
 
@@ -389,7 +411,7 @@ Napi::Value agentListen(const Napi::CallbackInfo& info) {
     if (wfd < 0) {
       int err = errno;
       close(lfd);
-      unlink(path.c_str());
+      if (!is_abstract(path)) unlink(path.c_str());
       throw errno_failure(PHOS_ERR_INTERNAL, err, "eventfd");
     }
     Tsfn tsfn = Tsfn::New(info.Env(), cb, "pccl.agentSocket", 0, 1);

@@ -66,27 +66,37 @@ void write_all(int fd, const uint8_t* p, size_t n, const std::string& path) {
   }
 }
 
+// Hands the bytes of [off, off+len) of r to fn(p, n) in order, in pieces of at most Staging::kBytes:
+// a host mapping in place, a keeper region through pinned staging (taken from the pool on first use and
+// kept in `s` for the caller's next range).
+template <class Fn>
+void for_each_piece(const Region& r, uint64_t off, uint64_t len, std::unique_ptr<Staging>& s, Fn&& fn) {
+  if (!r.is_device()) {
+    const uint8_t* p = r.host + off;
+    for (uint64_t done = 0; done < len;) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(len - done, Staging::kBytes));
+      fn(p + done, n);
+      done += n;
+    }
+    return;
+  }
+  if (!s && len) s = std::make_unique<Staging>();
+  for (uint64_t done = 0; done < len;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(len - done, s->size()));
+    device_read(r, off + done, s->data(), n);
+    fn(s->data(), n);
+    done += n;
+  }
+}
+
 // Streams one range into fd, hashing the same bytes it writes.
 uint64_t stream_out(const Region& r, const Item& it, int fd) {
   ChunkHasher h;
-  if (!r.is_device()) {
-    const uint8_t* p = r.host + it.offset;
-    for (uint64_t done = 0; done < it.length;) {
-      size_t n = static_cast<size_t>(std::min<uint64_t>(it.length - done, Staging::kBytes));
-      h.update(p + done, n);
-      write_all(fd, p + done, n, it.path);
-      done += n;
-    }
-    return h.digest();
-  }
-  Staging s;
-  for (uint64_t done = 0; done < it.length;) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(it.length - done, s.size()));
-    device_read(r, it.offset + done, s.data(), n);
-    h.update(s.data(), n);
-    write_all(fd, s.data(), n, it.path);
-    done += n;
-  }
+  std::unique_ptr<Staging> s;
+  for_each_piece(r, it.offset, it.length, s, [&](const uint8_t* p, size_t n) {
+    h.update(p, n);
+    write_all(fd, p, n, it.path);
+  });
   return h.digest();
 }
 
@@ -134,6 +144,22 @@ Result write_all_items(const std::shared_ptr<Region>& r, const std::vector<Item>
     if (sync) dirs.insert(dir_of(it.path));
   }
   for (const auto& d : dirs) fsync_dir(d);  // the renames themselves must survive a crash
+  res.ms = ms_since(t0);
+  return res;
+}
+
+// hashChunks: the same hash stream_out computes, with nothing written; one staging buffer for all items.
+Result hash_all_items(const std::shared_ptr<Region>& r, const std::vector<Item>& items) {
+  auto t0 = std::chrono::steady_clock::now();
+  Result res;
+  res.hashes.reserve(items.size());
+  std::unique_ptr<Staging> s;
+  for (const Item& it : items) {
+    ChunkHasher h;
+    for_each_piece(*r, it.offset, it.length, s, [&h](const uint8_t* p, size_t n) { h.update(p, n); });
+    res.hashes.push_back(h.digest());
+    res.bytes += it.length;
+  }
   res.ms = ms_since(t0);
   return res;
 }
@@ -204,6 +230,17 @@ Result read_all_items(const std::shared_ptr<Region>& r, const std::vector<Item>&
   return res;
 }
 
+// {hashes, bytes, ms}: writeChunks' and hashChunks' result.
+Napi::Value hashes_to_js(Napi::Env env, Result& res) {
+  Napi::Array out = Napi::Array::New(env, res.hashes.size());
+  for (uint32_t i = 0; i < res.hashes.size(); ++i) out.Set(i, hash_hex(res.hashes[i]));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("hashes", out);
+  o.Set("bytes", static_cast<double>(res.bytes));
+  o.Set("ms", res.ms);
+  return o;
+}
+
 uint64_t parse_hash(const std::string& s) {
   if (s.size() != 16) throw Failure(PHOS_ERR_BAD_ARGS, "pccl: hash '" + s + "' is not 16 hex digits");
   uint64_t h = 0;
@@ -215,7 +252,10 @@ uint64_t parse_hash(const std::string& s) {
   return h;
 }
 
-std::vector<Item> parse_items(const Napi::Value& v, uint32_t id, const Region& r, bool with_hash) {
+// Items of a chunk call: offset and length always, `path` unless hashing only, `hash` when reading.
+enum class Fields { path, path_and_hash, range_only };
+
+std::vector<Item> parse_items(const Napi::Value& v, uint32_t id, const Region& r, Fields fields) {
   Napi::Array a = arg_array(v, "items");
   std::vector<Item> items;
   items.reserve(a.Length());
@@ -224,8 +264,8 @@ std::vector<Item> parse_items(const Napi::Value& v, uint32_t id, const Region& r
     Item it;
     it.offset = arg_u64(field(o, "offset"), "items[i].offset");
     it.length = arg_u64(field(o, "length"), "items[i].length");
-    it.path = arg_string(field(o, "path"), "items[i].path");
-    if (with_hash) it.hash = parse_hash(arg_string(field(o, "hash"), "items[i].hash"));
+    if (fields != Fields::range_only) it.path = arg_string(field(o, "path"), "items[i].path");
+    if (fields == Fields::path_and_hash) it.hash = parse_hash(arg_string(field(o, "hash"), "items[i].hash"));
     regions_check_range(r, id, it.offset, it.length);
     items.push_back(std::move(it));
   }
@@ -239,19 +279,11 @@ Napi::Value writeChunks(const Napi::CallbackInfo& info) {
     Napi::Object o = arg_object(info[0], "options");
     uint32_t id = arg_u32(field(o, "src"), "src");
     auto r = regions_get(id, "mapping or keeper region");
-    std::vector<Item> items = parse_items(field(o, "items"), id, *r, false);
+    std::vector<Item> items = parse_items(field(o, "items"), id, *r, Fields::path);
     bool sync = arg_bool(field(o, "fsync"), "fsync");
     return run_async<Result>(
         info.Env(), "pccl.writeChunks", [r, items = std::move(items), sync] { return write_all_items(r, items, sync); },
-        [](Napi::Env env, Result& res) -> Napi::Value {
-          Napi::Array out = Napi::Array::New(env, res.hashes.size());
-          for (uint32_t i = 0; i < res.hashes.size(); ++i) out.Set(i, hash_hex(res.hashes[i]));
-          Napi::Object o = Napi::Object::New(env);
-          o.Set("hashes", out);
-          o.Set("bytes", static_cast<double>(res.bytes));
-          o.Set("ms", res.ms);
-          return o;
-        });
+        hashes_to_js);
   });
 }
 
@@ -261,7 +293,7 @@ Napi::Value readChunks(const Napi::CallbackInfo& info) {
     uint32_t id = arg_u32(field(o, "dst"), "dst");
     auto r = regions_get(id, "mapping or keeper region");
     if (!r->writable) throw Failure(PHOS_ERR_BAD_ARGS, "pccl: readChunks into read-only mapping " + std::to_string(id));
-    std::vector<Item> items = parse_items(field(o, "items"), id, *r, true);
+    std::vector<Item> items = parse_items(field(o, "items"), id, *r, Fields::path_and_hash);
     return run_async<Result>(
         info.Env(), "pccl.readChunks", [r, items = std::move(items)] { return read_all_items(r, items); },
         [](Napi::Env env, Result& res) -> Napi::Value {
@@ -270,6 +302,18 @@ Napi::Value readChunks(const Napi::CallbackInfo& info) {
           o.Set("ms", res.ms);
           return o;
         });
+  });
+}
+
+Napi::Value hashChunks(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Object o = arg_object(info[0], "options");
+    uint32_t id = arg_u32(field(o, "src"), "src");
+    auto r = regions_get(id, "mapping or keeper region");
+    std::vector<Item> items = parse_items(field(o, "items"), id, *r, Fields::range_only);
+    return run_async<Result>(
+        info.Env(), "pccl.hashChunks", [r, items = std::move(items)] { return hash_all_items(r, items); },
+        hashes_to_js);
   });
 }
 

@@ -1,10 +1,11 @@
 /* Test client for the agent socket (pccl-agent-socket.test.ts), standing in for libphos: connects
- * SOCK_SEQPACKET to argv[1], sends the bytes of file argv[2] as one packet together with a memfd of
+ * SOCK_SEQPACKET to argv[1] (a path, or "@name": the Linux abstract socket name), sends the bytes of file argv[2] as one packet together with a memfd of
  * argv[3] bytes filled with byte i = (i * 131 + 7) & 0xff, then waits for one reply packet and prints
  * "reply <bytes> fds <n>" and, when an fd came with it, "fdtext <first line of the fd's content>".
  * Optional argv[4] breaks the protocol instead: "big" pads the packet to 1 MiB + 1 byte, "fds17" sends
  * 17 fds (copies of the memfd) with it. */
 #define _GNU_SOURCE
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +38,15 @@ int main(int argc, char **argv) {
   int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   struct sockaddr_un a = {0};
   a.sun_family = AF_UNIX;
-  strncpy(a.sun_path, argv[1], sizeof a.sun_path - 1);
-  if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) return die("connect");
+  socklen_t alen = sizeof a;
+  if (argv[1][0] == '@') { /* abstract: NUL, then the name; its length is in addrlen */
+    size_t n = strnlen(argv[1] + 1, sizeof a.sun_path - 1);
+    memcpy(a.sun_path + 1, argv[1] + 1, n);
+    alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+  } else {
+    strncpy(a.sun_path, argv[1], sizeof a.sun_path - 1);
+  }
+  if (connect(s, (struct sockaddr *)&a, alen) != 0) return die("connect");
 
   int nfd = 1, fds[17];
   for (int i = 0; i < 17; ++i) fds[i] = mfd;

@@ -17,7 +17,7 @@ export const DEFAULT_CHUNK_SIZE = 2 << 20;
 export const DEFAULT_FSYNC = true;
 
 export interface AgentOptions {
-  /** libphos's SOCK_SEQPACKET socket (PHOS_AGENT_SOCK of managed processes). @default DEFAULT_AGENT_SOCKET */
+  /** libphos's SOCK_SEQPACKET socket (PHOS_AGENT_SOCK of managed processes): an absolute path, or '@name' for an abstract socket (per network namespace). @default DEFAULT_AGENT_SOCKET */
   socket?: string;
   /** The CLI's control socket (JSON lines). @default DEFAULT_CONTROL_SOCKET */
   controlSocket?: string;
@@ -80,6 +80,14 @@ function absPath(field: string, v: unknown, dflt: string): string {
   return v;
 }
 
+/** Like absPath, or '@name' (1..106 bytes, no NUL): a Linux abstract socket, one per network namespace. */
+function socketPath(field: string, v: unknown, dflt: string): string {
+  if (typeof v !== 'string' || !v.startsWith('@')) return absPath(field, v, dflt);
+  const n = Buffer.byteLength(v) - 1;
+  if (n < 1 || n > 106 || v.includes('\0')) throw bad(field, `must be '@' and a name of 1..106 bytes without NUL, got ${JSON.stringify(v)}`);
+  return v;
+}
+
 function num(field: string, v: unknown, dflt: number): number {
   if (v === undefined || v === null) return dflt;
   const n = typeof v === 'string' ? Number(v) : v;
@@ -102,7 +110,7 @@ export function compileAgentOptions(o: AgentOptions = {}): CompiledAgentOptions 
   let pidLimit = 4194304;
   try { pidLimit = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8').trim()); } catch { /* not Linux: keep the kernel's ceiling */ }
   if (pidMin < 300 || pidMax < pidMin || pidMax >= pidLimit) throw bad('pidRange', `${pidMin}-${pidMax} must satisfy 300 <= MIN <= MAX < pid_max (${pidLimit})`);
-  const socket = absPath('socket', o.socket, DEFAULT_AGENT_SOCKET);
+  const socket = socketPath('socket', o.socket, DEFAULT_AGENT_SOCKET);
   const controlSocket = absPath('controlSocket', o.controlSocket, DEFAULT_CONTROL_SOCKET);
   if (socket === controlSocket) throw bad('controlSocket', `must differ from socket (${socket})`);
   const vaBase = num('va.base', o.va?.base, DEFAULT_VA_BASE);

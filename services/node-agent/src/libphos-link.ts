@@ -53,7 +53,7 @@ export class LibphosLink {
   }
 
   stop(): void {
-    if (this.hidden > 0 && existsSync(`${this.path}.busy`)) renameSync(`${this.path}.busy`, this.path);
+    if (this.hidden > 0 && this.isFile() && existsSync(`${this.path}.busy`)) renameSync(`${this.path}.busy`, this.path);
     pccl.agentServerClose();
     for (const c of this.conns.values()) this.failPending(c, new PhosError('AGENT_UNAVAILABLE', 'the agent is stopping'));
   }
@@ -74,12 +74,17 @@ export class LibphosLink {
    */
   refuse(pid: number): void {
     this.refused.add(pid);
-    if (this.hidden++ === 0 && existsSync(this.path)) renameSync(this.path, `${this.path}.busy`);
+    if (this.hidden++ === 0 && this.isFile() && existsSync(this.path)) renameSync(this.path, `${this.path}.busy`);
   }
 
   accept(pid: number): void {
     if (!this.refused.delete(pid)) return;
-    if (--this.hidden === 0 && existsSync(`${this.path}.busy`)) renameSync(`${this.path}.busy`, this.path);
+    if (--this.hidden === 0 && this.isFile() && existsSync(`${this.path}.busy`)) renameSync(`${this.path}.busy`, this.path);
+  }
+
+  /** A filesystem socket; '@name' is abstract (no file to move aside: refused pids are only closed on connect). */
+  private isFile(): boolean {
+    return !this.path.startsWith('@');
   }
 
   /** pid has an open connection (registered or not). */
