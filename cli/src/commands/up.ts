@@ -1,13 +1,17 @@
 // `phos up`: the embedded mesh on one machine — nats-server (JetStream), a coordinator and a node agent
 // that joins it — in the foreground until Ctrl-C. Each runs as its own process (the CLI never imports
-// services); their logs go to files under the state directory.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+// services); their logs go to files under the state directory. The children stay in phos up's process
+// group and, where util-linux setpriv is installed, get a parent-death signal (SIGTERM), so they stop
+// with phos up even when it is SIGKILLed and cannot stop them itself.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { PhosError } from '../../../proto/src/index.ts';
+import { PROTO_VERSION, PhosError } from '../../../proto/src/index.ts';
+import { CoordClient } from '../coord-client.ts';
 import { simulatedDriverDir } from '../driver.ts';
 
 export const UP_HELP = `usage: phos up [--state-dir DIR] [--nats-port N] [--node NAME] [--nats URL]
@@ -21,12 +25,53 @@ Then, in another shell: PHOS_CONTROL_SOCK=DIR/control.sock phos run -- CMD; phos
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 
-async function waitFor(what: string, pred: () => boolean, child: ChildProcess, log: string): Promise<void> {
-  const end = Date.now() + 30_000;
-  while (!pred()) {
+/**
+ * A command prefix that makes the kernel send the child SIGTERM when phos up dies (PR_SET_PDEATHSIG;
+ * setpriv sets it, then execs the command, so the child keeps its pid). Empty where setpriv is
+ * missing or too old to know --pdeathsig.
+ */
+function dieWithParent(): string[] {
+  for (const setpriv of ['/usr/bin/setpriv', '/bin/setpriv']) {
+    if (!existsSync(setpriv)) continue;
+    if (spawnSync(setpriv, ['--pdeathsig', 'TERM', '--', 'true'], { stdio: 'ignore', timeout: 5000 }).status === 0) return [setpriv, '--pdeathsig', 'TERM', '--'];
+  }
+  return [];
+}
+
+/** Generous: on a busy small machine a node service takes seconds to load. */
+const START_S = 60;
+
+async function waitFor(what: string, pred: () => boolean | Promise<boolean>, child: ChildProcess, log: string): Promise<void> {
+  const end = Date.now() + START_S * 1000;
+  while (!(await pred())) {
     if (child.exitCode !== null) throw new PhosError('INTERNAL', `${what} exited (${child.exitCode}); see ${log}`);
-    if (Date.now() > end) throw new PhosError('TIMEOUT', `${what} did not come up within 30 s; see ${log}`);
-    await new Promise((r) => setTimeout(r, 100));
+    if (Date.now() > end) throw new PhosError('TIMEOUT', `${what} did not come up within ${START_S} s; see ${log}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = tcpConnect({ host: '127.0.0.1', port });
+    const done = (ok: boolean) => { sock.destroy(); resolve(ok); };
+    sock.setTimeout(2000, () => done(false));
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
+}
+
+/** Whether a coordinator answers on `url` (it serves every verb once it answers one). */
+async function coordinatorAnswers(url: string): Promise<boolean> {
+  let c: CoordClient;
+  try { c = await CoordClient.open(url); } catch { return false; }
+  try {
+    await c.request('nodes', 'list-request', { v: PROTO_VERSION }, 5000);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await c.close().catch(() => undefined);
   }
 }
 
@@ -44,17 +89,23 @@ export async function up(argv: string[]): Promise<number> {
   const logs = join(dir, 'logs');
   mkdirSync(logs, { recursive: true });
   const children: { name: string; proc: ChildProcess }[] = [];
+  const prefix = dieWithParent();
   const start = (name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env) => {
     const fd = openSync(join(logs, `${name}.log`), 'a');
-    const proc = spawn(cmd, args, { stdio: ['ignore', fd, fd], env });
+    const [exe, ...rest] = [...prefix, cmd, ...args];
+    const proc = spawn(exe!, rest, { stdio: ['ignore', fd, fd], env });
+    closeSync(fd);
     children.push({ name, proc });
     return proc;
   };
   const stopAll = async () => {
     for (const c of children.reverse()) {
       if (c.proc.exitCode === null && c.proc.signalCode === null) {
+        const exited = new Promise((r) => c.proc.once('exit', r));
         c.proc.kill('SIGTERM');
-        await new Promise((r) => c.proc.once('exit', r));
+        const late = setTimeout(() => c.proc.kill('SIGKILL'), 15_000); // wedged: do not hang phos up
+        await exited;
+        clearTimeout(late);
       }
     }
   };
@@ -66,9 +117,12 @@ export async function up(argv: string[]): Promise<number> {
       const nats = start('nats', 'nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', join(dir, 'nats')]);
       await new Promise((r) => setTimeout(r, 300));
       if (nats.exitCode !== null) throw new PhosError('NATS_UNAVAILABLE', `nats-server exited; see ${join(logs, 'nats.log')}`, { remedy: 'is the port taken? try --nats-port, or install it: bash deploy/install.sh' });
+      await waitFor('nats-server', () => listening(port), nats, join(logs, 'nats.log'));
     }
     const loader = [...process.execArgv];
     const coord = start('coordinator', process.execPath, [...loader, join(ROOT, 'services/coordinator/src/main.ts'), '--nats', url]);
+    // The agent registers once, when it joins: start it only when the coordinator can take that.
+    await waitFor('the coordinator', () => coordinatorAnswers(url), coord, join(logs, 'coordinator.log'));
     const sim = simulatedDriverDir();
     const control = join(dir, 'control.sock');
     const cfg = [`socket: ${join(dir, 'agent.sock')}`, `controlSocket: ${control}`, `stateDir: ${join(dir, 'state')}`, `node: ${node}`, `nats: ${url}`,

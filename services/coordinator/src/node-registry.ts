@@ -1,7 +1,7 @@
 // Which nodes exist and whether they are alive: agents register (request) and heartbeat (publish); a
 // node that misses `missedHeartbeats` in a row is marked down. Records live in the KV `nodes` bucket;
-// heartbeat times are kept in memory and written only when liveness changes, because a key updated
-// every heartbeat keeps a KV key listing from ever finishing (its consumer never drains).
+// heartbeat times are kept in memory and written only when liveness changes, so heartbeats cost no KV
+// writes (a write per heartbeat per node would be most of the bucket's traffic).
 import { PROTO_VERSION, subjects, type Message } from '../../../proto/src/index.ts';
 import type { Logger } from '../../../common/src/index.ts';
 import type { Bus, KvStore } from './bus.ts';
@@ -83,11 +83,7 @@ export class NodeRegistry {
   }
 
   async list(): Promise<NodeRecord[]> {
-    const out: NodeRecord[] = [];
-    for (const k of await this.kv.keys()) {
-      const r = await this.kv.get('node-record', k);
-      if (r) out.push(this.withLiveness(r.value));
-    }
+    const out = (await this.kv.entries('node-record')).map((e) => this.withLiveness(e.value));
     return out.sort((a, b) => a.node.localeCompare(b.node));
   }
 }
