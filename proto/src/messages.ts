@@ -14,6 +14,11 @@ export type MigrationPhase = (typeof MIGRATION_PHASES)[number];
 
 export const MIGRATION_MODES = Object.freeze(['auto', 'precopy', 'postcopy'] as const);
 
+/** A device allocation of a migrating process (libphos's id, VA, bytes; `app`: the app's own VMM handle). */
+const migAlloc = s.object({ id: s.uint(), va: s.uint(), size: s.uint(), kind: s.oneOf(['slab', 'app'] as const) });
+/** A file shipped at cutover: path relative to the image (`criu/…`) or absolute (the app's log), size, transport alloc id. */
+const migFile = s.object({ name: s.string(), size: s.uint(), alloc: s.uint() });
+
 const gpu = s.object({ index: s.uint(), uuid: s.string(), model: s.string(), memBytes: s.uint(), freeBytes: s.uint() });
 
 export const MESSAGE_SCHEMAS = {
@@ -46,6 +51,37 @@ export const MESSAGE_SCHEMAS = {
   'cancel-request': s.object({ v: s.uint(), id: s.string() }),
   /** cli -> coordinator (`coord.nodes`, `coord.migrations`): list requests take no arguments. */
   'list-request': s.object({ v: s.uint() }),
+  /** coordinator -> target agent (`agent.<to>.prepare-target`): open a transport receiver for migration `id`. */
+  'prepare-target': s.object({ v: s.uint(), id: s.string(), pid: s.uint(), from: node, job: s.string(), gpuBytes: s.uint(), streams: s.uint() }),
+  /** target agent -> coordinator: where the source's transport connects. */
+  'target-ready': s.object({ v: s.uint(), host: s.string(), port: s.uint(), streams: s.uint() }),
+  /** source agent -> target agent (`agent.<to>.migrate-allocs`): the device allocations whose chunks will arrive (ids are transport alloc ids). */
+  'migrate-allocs': s.object({ v: s.uint(), id: s.string(), allocations: s.array(migAlloc) }),
+  /** source agent -> target agent (`agent.<to>.migrate-files`): CPU-side files (CRIU image, app log) offered at cutover. */
+  'migrate-files': s.object({ v: s.uint(), id: s.string(), files: s.array(migFile) }),
+  /** target agent -> source agent: the transport alloc ids of the offered files it wants (a file it already holds is skipped). */
+  'files-wanted': s.object({ v: s.uint(), allocs: s.array(s.uint()) }),
+  /** coordinator -> source agent (`agent.<from>.pre-copy`): stream GPU memory in hash-driven rounds while the app runs. */
+  'precopy-request': s.object({
+    v: s.uint(), id: s.string(), pid: s.uint(), to: node, host: s.string(), port: s.uint(), streams: s.uint(),
+    bandwidthBytesPerSec: s.nullable(s.uint()), maxDowntimeMs: s.uint(), mode: s.oneOf(MIGRATION_MODES),
+  }),
+  /** source agent -> coordinator: pre-copy ended (converged or out of rounds). */
+  'precopy-result': s.object({ v: s.uint(), rounds: s.uint(), bytesSent: s.uint(), dirtyBytes: s.uint(), converged: s.bool() }),
+  /** coordinator -> source agent (`agent.<from>.cutover`), and coordinator -> either agent (`migration-end`) name only the id. */
+  'migration-ref': s.object({ v: s.uint(), id: s.string() }),
+  /** source agent -> coordinator: the app is dumped, its last chunks and CPU image are on the target; the manifest to restore from. */
+  'cutover-result': s.object({ v: s.uint(), manifest: s.string(), finalBytes: s.uint(), freezeMs: s.number() }),
+  /** coordinator -> target agent (`agent.<to>.restore-migrated`). */
+  'restore-migrated': s.object({ v: s.uint(), id: s.string(), manifest: s.string() }),
+  /** target agent -> coordinator: the app runs here now. */
+  'restore-migrated-result': s.object({ v: s.uint(), pid: s.uint(), ms: s.number() }),
+  /** coordinator -> agents (`agent.<node>.migration-end`): commit (target runs it) or abort (the source keeps or gets it back). */
+  'migration-end': s.object({ v: s.uint(), id: s.string(), outcome: s.oneOf(['commit', 'abort'] as const) }),
+  /** source agent -> coordinator (`mig.<id>.progress`): bytes of the pre-copy rounds so far. */
+  'migration-progress': s.object({
+    v: s.uint(), id: s.string(), round: s.uint(), bytesSent: s.uint(), bytesRemaining: s.uint(), dirtyBytesPerSec: s.number(),
+  }),
   /** KV record under migrations/<id>, and each progress event. */
   'migration-state': s.object({
     v: s.uint(), id: s.string(), pid: s.uint(), from: node, to: node, phase: s.oneOf(MIGRATION_PHASES),

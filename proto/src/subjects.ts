@@ -14,6 +14,8 @@ export const subjects = Object.freeze({
   heartbeat: (node: string) => `${ROOT}.hb.${node}`,
   /** Progress events of one migration (published by the coordinator, watched by the CLI). */
   migrationEvents: (id: string) => `${ROOT}.mig.${id}.events`,
+  /** Pre-copy progress of one migration (published by the source agent, folded into the record by the coordinator). */
+  migrationProgress: (id: string) => `${ROOT}.mig.${id}.progress`,
 });
 
 /** JetStream KV buckets holding cluster state. */

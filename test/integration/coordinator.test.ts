@@ -105,8 +105,8 @@ describe('coordinator', () => {
     const ms = await migrations();
     expect(ms.find((m) => m.id === 'mig-left1')).toMatchObject({ phase: 'rolled-back', error: { message: expect.stringMatching(/source keeps running/) } });
     expect(ms.find((m) => m.id === 'mig-left2')).toMatchObject({ phase: 'failed' });
-    // cancelling a finished migration is an illegal move, named as such
-    await expect(ask('cancel', 'cancel-request', { v, id: 'mig-left1' })).rejects.toMatchObject({ code: 'ILLEGAL_STATE', message: expect.stringMatching(/rolled-back to cancelled/) });
+    // cancelling a finished migration is refused, naming how it ended
+    await expect(ask('cancel', 'cancel-request', { v, id: 'mig-left1' })).rejects.toMatchObject({ code: 'ILLEGAL_STATE', message: expect.stringMatching(/already ended \(rolled-back\)/) });
     await expect(ask('cancel', 'cancel-request', { v, id: 'mig-nope' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 

@@ -2,6 +2,7 @@
 // this only execs services/node-agent/src/main.ts with the same Node loader) and passes its exit status on.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { dieWithParent } from '../children.ts';
 
 export const AGENT_HELP = `usage: phos agent [--config FILE] [--socket PATH] [--control-socket PATH] [--state-dir DIR]
                   [--node NAME] [--pid-range MIN-MAX] [--libcuda PATH]
@@ -23,7 +24,8 @@ Exit status: 0 after a clean stop; 2 bad arguments or config; 3 config file not 
 const MAIN = fileURLToPath(new URL('../../../services/node-agent/src/main.ts', import.meta.url));
 
 export function agent(argv: string[]): Promise<number> {
-  const child = spawn(process.execPath, [...process.execArgv, MAIN, ...argv], { stdio: 'inherit' });
+  const [cmd, ...pre] = [...dieWithParent(), process.execPath];
+  const child = spawn(cmd!, [...pre, ...process.execArgv, MAIN, ...argv], { stdio: 'inherit' });
   const forward = (sig: NodeJS.Signals) => child.kill(sig);
   process.on('SIGINT', forward);
   process.on('SIGTERM', forward);

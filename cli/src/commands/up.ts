@@ -3,7 +3,7 @@
 // services); their logs go to files under the state directory. The children stay in phos up's process
 // group and, where util-linux setpriv is installed, get a parent-death signal (SIGTERM), so they stop
 // with phos up even when it is SIGKILLed and cannot stop them itself.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { hostname } from 'node:os';
@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { PROTO_VERSION, PhosError } from '../../../proto/src/index.ts';
 import { CoordClient } from '../coord-client.ts';
 import { simulatedDriverDir } from '../driver.ts';
+import { dieWithParent } from '../children.ts';
 
 export const UP_HELP = `usage: phos up [--state-dir DIR] [--nats-port N] [--node NAME] [--nats URL]
 
@@ -24,19 +25,6 @@ Then, in another shell: PHOS_CONTROL_SOCK=DIR/control.sock phos run -- CMD; phos
 `;
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
-
-/**
- * A command prefix that makes the kernel send the child SIGTERM when phos up dies (PR_SET_PDEATHSIG;
- * setpriv sets it, then execs the command, so the child keeps its pid). Empty where setpriv is
- * missing or too old to know --pdeathsig.
- */
-function dieWithParent(): string[] {
-  for (const setpriv of ['/usr/bin/setpriv', '/bin/setpriv']) {
-    if (!existsSync(setpriv)) continue;
-    if (spawnSync(setpriv, ['--pdeathsig', 'TERM', '--', 'true'], { stdio: 'ignore', timeout: 5000 }).status === 0) return [setpriv, '--pdeathsig', 'TERM', '--'];
-  }
-  return [];
-}
 
 /** Generous: on a busy small machine a node service takes seconds to load. */
 const START_S = 60;

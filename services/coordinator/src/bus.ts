@@ -17,7 +17,7 @@ export interface Bus {
   /** Serves request/reply on `subject`: the handler's value becomes { ok: true, body }, a throw { ok: false, err }. */
   serve<T extends MessageType>(subject: string, type: T, handler: (req: Message<T>) => Promise<unknown>): void;
   /** Subscribes to published messages of one type; undecodable ones are passed to onBad. */
-  listen<T extends MessageType>(subject: string, type: T, handler: (m: Message<T>) => void, onBad: (e: PhosError) => void): void;
+  listen<T extends MessageType>(subject: string, type: T, handler: (m: Message<T>) => void, onBad: (e: PhosError) => void): { unsubscribe(): void };
   request<T extends MessageType>(subject: string, type: T, body: Message<T>, timeoutMs?: number): Promise<unknown>;
   publish<T extends MessageType>(subject: string, type: T, body: Message<T>): void;
   kv(bucket: string): Promise<KvStore>;
@@ -75,7 +75,7 @@ export async function openBus(servers: string, name: string): Promise<Bus> {
       });
     },
     listen(subject, type, handler, onBad) {
-      nc.subscribe(subject, {
+      return nc.subscribe(subject, {
         callback: (_e, m) => {
           try { handler(decodeMessage(type, m.data)); } catch (err) { onBad(toPhosError(err, 'BAD_FRAME')); }
         },

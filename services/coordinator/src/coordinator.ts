@@ -2,7 +2,7 @@
 // migrations), validates every request against cluster state in KV, owns migration records, and on
 // start settles migrations a previous coordinator left open (fail open: the source keeps running).
 import { randomUUID } from 'node:crypto';
-import { PhosError, PROTO_VERSION, buckets, subjects, type Message } from '../../../proto/src/index.ts';
+import { PhosError, PROTO_VERSION, buckets, subjects, toPhosError, type Message } from '../../../proto/src/index.ts';
 import type { Logger } from '../../../common/src/index.ts';
 import { openBus, type Bus, type KvStore } from './bus.ts';
 import { MigrationRecord, isTerminal, type MigrationState } from './migration-machine.ts';
@@ -70,6 +70,7 @@ export class Coordinator {
 
   /** Checks a migration request against cluster state; throws a PhosError naming what is wrong. */
   async validate(r: Message<'migrate-request'>): Promise<ProcessRecord> {
+    if (r.mode === 'postcopy') throw new PhosError('BAD_ARGS', '--mode postcopy is not implemented yet: the target cannot start before every chunk arrived', { remedy: 'use --mode auto or precopy' });
     if (r.from === r.to) throw new PhosError('BAD_ARGS', `pid ${r.pid} is already on ${r.to}`, { remedy: 'name another node with --to' });
     const [src, dst] = await Promise.all([this.nodes.get(r.from), this.nodes.get(r.to)]);
     if (!src) throw new PhosError('NOT_FOUND', `source node ${r.from} is not registered`, { remedy: 'phos nodes' });
@@ -97,38 +98,128 @@ export class Coordinator {
       dirtyBytesPerSec: 0, downtimeMs: null, error: null,
     });
     this.records.set(id, rec);
-    void this.run(rec, r);
+    void this.run(rec, r, proc);
     return { v: PROTO_VERSION, id };
   }
 
+  private ask<T>(node: string, verb: string, type: Parameters<Bus['request']>[1], body: Parameters<Bus['request']>[2], timeoutMs: number): Promise<T> {
+    return this.bus.request(subjects.agent(node, verb), type, body, timeoutMs) as Promise<T>;
+  }
+
+  /** Tells both agents how a migration ended; the source's error (if any) says it could not do its part. */
+  private async end(rec: MigrationRecord, outcome: 'commit' | 'abort'): Promise<PhosError | null> {
+    const { id, from, to } = rec.state;
+    const body = { v: PROTO_VERSION, id, outcome } as const;
+    const [src, dst] = await Promise.allSettled([
+      this.ask(from, 'migration-end', 'migration-end', body, this.opts.restoreTimeoutMs),
+      this.ask(to, 'migration-end', 'migration-end', body, this.opts.agentTimeoutMs),
+    ]);
+    if (dst.status === 'rejected') this.log.warn({ migrationId: id, err: dst.reason as unknown }, `target ${to} did not take the ${outcome}`);
+    if (src.status === 'rejected') {
+      this.log.error({ migrationId: id, err: src.reason as unknown }, `source ${from} did not take the ${outcome}`);
+      return toPhosError(src.reason);
+    }
+    return null;
+  }
+
   /**
-   * Drives a migration through its phases by asking the agents. The first agent step prepares the
-   * target; any failure before the target resumes ends in rolled-back with the error recorded.
+   * Drives a migration through its phases by asking the agents: the target opens a receiver, the source
+   * pre-copies, the source cuts over (the app ends there), the target restores, both commit. Any failure
+   * before the target released the app aborts both: the source thaws (or restores its dumped app from its
+   * kept memory) and the migration ends rolled-back; if even that fails it ends failed, saying so.
    */
-  private async run(rec: MigrationRecord, r: Message<'migrate-request'>): Promise<void> {
+  private async run(rec: MigrationRecord, r: Message<'migrate-request'>, proc: ProcessRecord): Promise<void> {
+    const id = rec.state.id;
+    const deadline = Date.now() + r.timeoutMs;
+    const left = () => Math.max(1000, deadline - Date.now());
+    const timer = setTimeout(() => {
+      void this.abort(rec, new PhosError('TIMEOUT', `migration ${id} did not finish within ${r.timeoutMs} ms`, { remedy: 'raise --timeout or --bandwidth, or migrate when the app writes less' }));
+    }, r.timeoutMs);
+    const progress = this.bus.listen(subjects.migrationProgress(id), 'migration-progress', (p) => {
+      if (rec.state.phase !== 'pre-copy') return;
+      rec.progress({ bytesSent: p.bytesSent, bytesRemaining: p.bytesRemaining, dirtyBytesPerSec: p.dirtyBytesPerSec })
+        .catch((err: unknown) => this.log.debug({ err, migrationId: id }, 'progress not recorded'));
+    }, () => undefined);
+    let released = false;
+    // A node that stops heartbeating ends the migration at once (its requests would only time out later).
+    const watch = setInterval(() => {
+      void Promise.all([this.nodes.get(r.from), this.nodes.get(r.to)]).then(([src, dst]) => {
+        const down = [src, dst].find((n) => n && !n.alive);
+        if (down && !released && !isTerminal(rec.state.phase)) {
+          void this.abort(rec, new PhosError('AGENT_UNAVAILABLE', `node ${down.node} stopped heartbeating`, { remedy: `check the agent on ${down.node} (phos nodes)` }));
+        }
+      }).catch(() => undefined);
+    }, this.opts.heartbeatMs);
     try {
       await rec.transition('preparing-target', 'accepted');
-      await this.bus.request(subjects.agent(r.to, 'prepare-target'), 'migrate-request', r, this.opts.agentTimeoutMs);
-      await rec.transition('pre-copy', 'target prepared');
-      await this.bus.request(subjects.agent(r.from, 'pre-copy'), 'migrate-request', r, r.timeoutMs);
-      throw new PhosError('INTERNAL', 'cutover is not implemented by this coordinator yet');
+      const ready = await this.ask<Message<'target-ready'>>(r.to, 'prepare-target', 'prepare-target',
+        { v: PROTO_VERSION, id, pid: r.pid, from: r.from, job: proc.job, gpuBytes: proc.gpuBytes, streams: this.opts.streams }, this.opts.agentTimeoutMs);
+      await rec.transition('pre-copy', `target ${r.to} receives on ${ready.host}:${ready.port}`);
+      const pc = await this.ask<Message<'precopy-result'>>(r.from, 'pre-copy', 'precopy-request', {
+        v: PROTO_VERSION, id, pid: r.pid, to: r.to, host: ready.host, port: ready.port, streams: ready.streams,
+        bandwidthBytesPerSec: r.bandwidthBytesPerSec, maxDowntimeMs: r.maxDowntimeMs, mode: r.mode,
+      }, left());
+      await rec.transition('cutover', pc.converged ? `pre-copy converged after ${pc.rounds} rounds (${pc.dirtyBytes} B dirty)` : `pre-copy stopped converging after ${pc.rounds} rounds; cutover sends the last ${pc.dirtyBytes} B`,
+        { bytesSent: pc.bytesSent, bytesRemaining: pc.dirtyBytes });
+      const t0 = performance.now();
+      const cut = await this.ask<Message<'cutover-result'>>(r.from, 'cutover', 'migration-ref', { v: PROTO_VERSION, id }, this.opts.restoreTimeoutMs);
+      await rec.transition('restoring', `source dumped: frozen ${cut.freezeMs.toFixed(0)} ms, last ${cut.finalBytes} B sent`, { bytesSent: pc.bytesSent + cut.finalBytes, bytesRemaining: 0 });
+      const res = await this.ask<Message<'restore-migrated-result'>>(r.to, 'restore-migrated', 'restore-migrated', { v: PROTO_VERSION, id, manifest: cut.manifest }, this.opts.restoreTimeoutMs);
+      released = true;
+      const downtimeMs = performance.now() - t0;
+      await rec.transition('succeeded', `pid ${res.pid} runs on ${r.to}`, { downtimeMs });
+      const e = await this.end(rec, 'commit');
+      if (e) this.log.warn({ migrationId: id, err: e }, 'the source did not release its copy; it holds memory until its agent restarts');
     } catch (err) {
-      const e = err instanceof PhosError ? err : new PhosError('INTERNAL', String(err));
-      if (isTerminal(rec.state.phase)) return;
-      const to = rec.state.phase === 'restoring' || rec.state.phase === 'post-copy' ? 'failed' : 'rolled-back';
-      await rec.transition(to, e.message, { error: { code: e.code, message: e.message, remedy: e.remedy } })
-        .catch((e2: unknown) => this.log.error({ err: e2, migrationId: rec.state.id }, 'could not record migration failure'));
+      const e = toPhosError(err);
+      if (!released) await this.abort(rec, e);
+      else this.log.error({ err: e, migrationId: id }, 'migration failed after the target took the app');
+    } finally {
+      clearTimeout(timer);
+      clearInterval(watch);
+      progress.unsubscribe();
+      this.records.delete(id);
     }
+  }
+
+  /** Ends a migration whose app the target has not released: both agents abort; the source runs the app. */
+  private async abort(rec: MigrationRecord, e: PhosError, to: 'rolled-back' | 'cancelled' = 'rolled-back'): Promise<void> {
+    if (rec.aborting) return;
+    rec.aborting = true;
+    const stage = rec.state.phase;
+    // Before the cutover the app never stopped: a source that cannot be reached still runs it. From the
+    // cutover on, the source must take the app back (thaw, or restore it from its kept memory).
+    const dumped = stage === 'cutover' || stage === 'restoring';
+    const endErr = await this.end(rec, 'abort');
+    const srcErr = dumped ? endErr : null;
+    if (isTerminal(rec.state.phase)) return;
+    const message = srcErr
+      ? `${e.message}; and the source could not take the app back: ${srcErr.message}`
+      : to === 'cancelled' ? `cancelled during ${stage}; the source keeps running` : `${e.message} (during ${stage}); the source keeps running`;
+    const error = to === 'cancelled' && !srcErr ? null : {
+      code: srcErr?.code ?? e.code, message,
+      remedy: srcErr ? `the app's CPU image and kept memory stay on ${rec.state.from}; see its agent log for migration ${rec.state.id}` : e.remedy,
+    };
+    await rec.transition(srcErr ? 'failed' : to, message, { error })
+      .catch((e2: unknown) => this.log.error({ err: e2, migrationId: rec.state.id }, 'could not record migration end'));
   }
 
   async cancel(id: string): Promise<MigrationState> {
     const cur = await this.migrations.get('migration-state', id);
     if (!cur) throw new PhosError('NOT_FOUND', `no migration ${id}`, { remedy: 'phos migrations' });
-    const rec = this.records.get(id) ?? new MigrationRecord(this.migrations, this.bus, this.log, cur.value, cur.revision);
-    rec.state = cur.value;
-    rec.revision = cur.revision;
-    await rec.transition('cancelled', 'cancelled by request');
-    return rec.state;
+    if (isTerminal(cur.value.phase)) throw new PhosError('ILLEGAL_STATE', `migration ${id} already ended (${cur.value.phase})`);
+    if (!['pending', 'preparing-target', 'pre-copy'].includes(cur.value.phase)) {
+      throw new PhosError('ILLEGAL_STATE', `migration ${id} is in ${cur.value.phase}: past the point where it can be cancelled`, { remedy: 'wait for it to end; a failure still leaves exactly one copy running' });
+    }
+    const rec = this.records.get(id);
+    if (rec) {
+      await this.abort(rec, new PhosError('CANCELLED', 'cancelled by request'), 'cancelled');
+      return rec.state;
+    }
+    // Not driven here (a restart left it): end the record; agents drop migrations they do not know.
+    const other = new MigrationRecord(this.migrations, this.bus, this.log, cur.value, cur.revision);
+    await other.transition('cancelled', 'cancelled by request');
+    return other.state;
   }
 
   /** A restarted coordinator cannot know how far agents got: it ends open migrations, source first. */
@@ -142,6 +233,9 @@ export class Coordinator {
       const message = `coordinator restarted during ${m.phase}; ${to === 'rolled-back' ? 'the source keeps running' : 'the source keeps its copy until the target is verified'}`;
       await rec.transition(to, message, { error: { code: 'INTERNAL', message, remedy: 'retry the migration' } })
         .catch((err: unknown) => this.log.error({ err, migrationId: m.id }, 'could not settle migration'));
+      // The agents may still hold the migration (a receiver, kept memory, a dumped app): tell them, in the
+      // background. Before the target restored, the source takes its app back; after, nothing is undone.
+      if (to === 'rolled-back') void this.end(rec, 'abort');
     }
   }
 }

@@ -20,9 +20,9 @@ export const MIGRATION_TRANSITIONS: Readonly<Record<MigrationPhase, readonly Mig
   /** Hash-driven rounds stream GPU memory while the source runs. */
   'pre-copy': ['cutover', 'cancelled', 'rolled-back'],
   /** Source frozen: final dirty round or post-copy decision, driver checkpoint, CRIU dump, CPU image sent. */
-  cutover: ['restoring', 'rolled-back'],
-  /** Target: CRIU restore, driver restore, thaw with the on-demand gate. */
-  restoring: ['post-copy', 'succeeded', 'failed'],
+  cutover: ['restoring', 'rolled-back', 'failed'],
+  /** Target: CRIU restore, driver restore, thaw. A target that fails before it released the app: the source takes it back (rolled-back). */
+  restoring: ['post-copy', 'succeeded', 'rolled-back', 'failed'],
   /** Target runs; remaining chunks stream in. */
   'post-copy': ['succeeded', 'failed'],
   succeeded: [],
@@ -49,6 +49,9 @@ export function checkTransition(s: MigrationState, to: MigrationPhase): void {
 
 /** One migration record as the coordinator holds it: value + KV revision. */
 export class MigrationRecord {
+  /** An abort is under way (cancel, timeout or failure): the others stand down. */
+  aborting = false;
+
   constructor(
     private readonly kv: KvStore,
     private readonly bus: Bus,
@@ -67,8 +70,21 @@ export class MigrationRecord {
     return rec;
   }
 
+  /** Writes of this record, one at a time (a progress event and a transition must not race on the revision). */
+  private chain: Promise<unknown> = Promise.resolve();
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.chain.then(fn, fn);
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
   /** Moves to `to`, merging `patch`; throws IllegalStateError or ILLEGAL_STATE on a concurrent writer. */
-  async transition(to: MigrationPhase, reason: string, patch: Partial<MigrationState> = {}): Promise<void> {
+  transition(to: MigrationPhase, reason: string, patch: Partial<MigrationState> = {}): Promise<void> {
+    return this.serial(() => this.doTransition(to, reason, patch));
+  }
+
+  private async doTransition(to: MigrationPhase, reason: string, patch: Partial<MigrationState>): Promise<void> {
     checkTransition(this.state, to);
     const next: MigrationState = { ...this.state, ...patch, phase: to, updatedAt: Date.now() };
     this.revision = await this.kv.update('migration-state', this.state.id, next, this.revision);
@@ -78,7 +94,12 @@ export class MigrationRecord {
   }
 
   /** Progress within a phase (bytes, rates), same revision discipline. */
-  async progress(patch: Partial<MigrationState>): Promise<void> {
+  progress(patch: Partial<MigrationState>): Promise<void> {
+    return this.serial(() => this.doProgress(patch));
+  }
+
+  private async doProgress(patch: Partial<MigrationState>): Promise<void> {
+    if (isTerminal(this.state.phase)) return;
     const next: MigrationState = { ...this.state, ...patch, phase: this.state.phase, updatedAt: Date.now() };
     this.revision = await this.kv.update('migration-state', this.state.id, next, this.revision);
     this.state = next;

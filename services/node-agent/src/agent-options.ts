@@ -46,6 +46,8 @@ export interface AgentOptions {
   env?: Record<string, string>;
   /** NATS server of the mesh: the agent registers, heartbeats and publishes its processes. @default null: standalone */
   nats?: string | null;
+  /** IPv4 address this node's migration transport listens on and other agents connect to. @default null: listen on all, advertise the first external IPv4 */
+  dataAddr?: string | null;
 }
 
 export interface CompiledAgentOptions {
@@ -66,6 +68,7 @@ export interface CompiledAgentOptions {
   env: Record<string, string>;
   keeperPath: boolean;
   nats: string | null;
+  dataAddr: string | null;
 }
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
@@ -127,7 +130,14 @@ export function compileAgentOptions(o: AgentOptions = {}): CompiledAgentOptions 
     vaBase, vaSize: num('va.size', o.va?.size, DEFAULT_VA_SIZE), chunkSize: DEFAULT_CHUNK_SIZE, env,
     keeperPath: o.keeperPath ?? true,
     nats: o.nats ?? null,
+    dataAddr: dataAddr(o.dataAddr),
   };
+}
+
+function dataAddr(v: unknown): string | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string' || !/^\d{1,3}(\.\d{1,3}){3}$/.test(v)) throw bad('dataAddr', `must be an IPv4 address, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 /** Reads a YAML config file (keys as AgentOptions). */

@@ -12,6 +12,8 @@ import { ProcessRegistry, type ProcessRecord } from './process-registry.ts';
 import type { Filler } from './fill.ts';
 import { restoreImage } from './restore.ts';
 import { MeshMember } from './mesh.ts';
+import { MigrationsIn, advertisedAddr } from './migrate-in.ts';
+import { MigrationsOut } from './migrate-out.ts';
 
 /** Bytes of log text per `log` line. */
 const LOG_SLICE = 64 << 10;
@@ -26,6 +28,8 @@ export class Agent {
   /** Background fills of restored processes (kept after they end, for ps). */
   private readonly fills = new Map<number, Filler>();
   private mesh: MeshMember | null = null;
+  private readonly out: MigrationsOut;
+  private readonly incoming: MigrationsIn;
 
   constructor(readonly o: CompiledAgentOptions, private readonly log: Logger) {
     // pccl dlopens the driver on first use; PHOS_LIBCUDA names a specific one (cudasim in CI).
@@ -43,6 +47,9 @@ export class Agent {
       onClosed: () => {},
       onEvent: (pid, e) => this.fills.get(pid)?.onEvent(e),
     }, log.child({ component: 'libphos-link' }));
+    const deps = { o, registry: this.registry, keeper: this.keeper, link: this.link, log };
+    this.out = new MigrationsOut({ ...deps, busy: this.busy, mesh: () => this.mesh! }, log.child({ component: 'migrate-out' }));
+    this.incoming = new MigrationsIn({ ...deps, onFill: (pid, f) => this.fills.set(pid, f) }, o.dataAddr, log.child({ component: 'migrate-in' }));
     this.control = new ControlServer(o.controlSocket, (req, send, signal) => this.handle(req, send, signal), log.child({ component: 'control' }));
   }
 
@@ -52,9 +59,30 @@ export class Agent {
     if (this.o.nats) {
       const running = () => this.registry.list(false).filter((r) => !r.machine.terminal)
         .map((r) => ({ pid: r.pid, job: r.job, keptBytes: this.keeper.bytes(r.pid) }));
-      this.mesh = await MeshMember.join({ nats: this.o.nats, node: this.o.node, libcuda: this.o.libcuda, agentVersion: '0.1.0' }, running, this.log.child({ component: 'mesh' }));
+      const join = { nats: this.o.nats, node: this.o.node, libcuda: this.o.libcuda, agentVersion: '0.1.0', dataAddr: advertisedAddr(this.o.dataAddr) };
+      this.mesh = await MeshMember.join(join, running, this.log.child({ component: 'mesh' }), (m) => this.serveMigrations(m));
     }
     this.log.info({ node: this.o.node, socket: this.o.socket, control: this.o.controlSocket, stateDir: this.o.stateDir, pids: `${this.o.pidMin}-${this.o.pidMax}` }, 'agent ready');
+  }
+
+  /** Publishes the process list to the mesh now (not at the next heartbeat): a migrate may follow at once. */
+  private publish(): void {
+    this.mesh?.beat().catch((err: unknown) => this.log.debug({ err }, 'process publish failed'));
+  }
+
+  /** The migration verbs other agents and the coordinator ask this node (proto/src/messages.ts). */
+  private serveMigrations(m: MeshMember): void {
+    m.serve('prepare-target', 'prepare-target', async (r) => this.incoming.prepare(r));
+    m.serve('migrate-allocs', 'migrate-allocs', (r) => this.incoming.allocs(r));
+    m.serve('migrate-files', 'migrate-files', async (r) => this.incoming.files(r));
+    m.serve('restore-migrated', 'restore-migrated', async (r) => { const res = await this.incoming.restore(r); this.publish(); return res; });
+    m.serve('pre-copy', 'precopy-request', (r) => { this.checkFilled(r.pid); return this.out.precopy(r); });
+    m.serve('cutover', 'migration-ref', (r) => this.out.cutover(r.id));
+    m.serve('migration-end', 'migration-end', async (r) => {
+      const [o, i] = await Promise.all([this.out.end(r.id, r.outcome), this.incoming.end(r.id, r.outcome)]);
+      this.publish();
+      return { v: PROTO_VERSION, source: o, target: i };
+    });
   }
 
   async stop(): Promise<void> {
@@ -108,7 +136,9 @@ export class Agent {
           env.PHOS_VA_BASE = `0x${this.o.vaBase.toString(16)}`;
           env.PHOS_VA_SIZE = String(this.o.vaSize);
         }
-        return this.info(this.registry.start({ argv: req.argv, job: req.job, cwd: req.cwd, preload: req.preload }, env));
+        const info = this.info(this.registry.start({ argv: req.argv, job: req.job, cwd: req.cwd, preload: req.preload }, env));
+        this.publish();
+        return info;
       }
       case 'ps':
         return { processes: this.registry.list(req.all ?? false).map((r) => this.info(r)) };
@@ -122,6 +152,7 @@ export class Agent {
       case 'restore': {
         const r = await restoreImage({ ...deps, onFill: (pid, f) => this.fills.set(pid, f) }, req.dir, this.reporter(send));
         const info = r.fill ? { ...r.info, fill: r.fill.snapshot() } : r.info;
+        this.publish();
         return { ...info, ms: r.ms, releaseMs: r.ms };
       }
     }

@@ -25,7 +25,18 @@ export interface CheckpointDeps {
   log: Logger;
 }
 
-export interface CheckpointRequest { pid: number; dir: string; parent?: string | null; kind: 'pre-dump' | 'dump' }
+export interface CheckpointRequest {
+  pid: number;
+  dir: string;
+  parent?: string | null;
+  kind: 'pre-dump' | 'dump';
+  /**
+   * A migration's cutover (keeper-path dump only): instead of writing gpu/ files, `ship` sends the
+   * consistent device memory (and the sealed-to-be CRIU files) elsewhere and returns the chunk list for
+   * the manifest; the kept memory is not released at the end (the caller owns it: commit or local rollback).
+   */
+  ship?: (allocs: KeptAllocation[], img: ImageDir) => Promise<Manifest['chunks']>;
+}
 
 export interface Reporter {
   phase(phase: ControlPhase, bytesDone?: number, bytesTotal?: number): void;
@@ -88,7 +99,7 @@ function checkSpace(dir: string, need: number): void {
 }
 
 /** Why the keeper path cannot be taken (null: it can): libphos linked, every device byte explained and kept. */
-async function keeperPathRefusal(d: CheckpointDeps, pid: number, linked: boolean, allocs: number): Promise<string | null> {
+export async function keeperPathRefusal(d: CheckpointDeps, pid: number, linked: boolean, allocs: number): Promise<string | null> {
   if (!d.o.keeperPath) return 'the keeper path is switched off in the agent config';
   if (!linked) return 'libphos is not connected';
   if (allocs === 0) return 'the keeper holds no device memory of this process';
@@ -234,6 +245,11 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
     name: 'write-gpu',
     run: async () => {
       // pre-dump: the spare copies are the consistent point; dump: the kept memory itself (the app is stopped and frozen).
+      if (req.ship) {
+        report.phase('write-gpu');
+        c.write = { chunks: await req.ship(p.allocs, p.img), written: 0, fromParent: 0, bytesWritten: 0 };
+        return;
+      }
       const src = pre ? p.allocs.map((a) => ({ ...a, region: c.spares.find((s) => s.id === a.id)!.region })) : p.allocs;
       c.write = await writeGpuChunks(p.img, src, d.o.chunkSize, p.parent, d.o.fsync, (x) => report.phase('write-gpu', x.bytesDone, x.bytesTotal));
     },
@@ -259,7 +275,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
       for (const s of c.spares) await pccl.keeperRelease(s.region).catch(() => undefined);
       unhide();
       if (err) { removeImageDir(p.img); if (['thawing', 'freezing'].includes(p.rec.machine.state)) moveTo(p.rec, 'running', 'rollback complete'); }
-      if (!err && !pre) await d.keeper.releaseAll(pid);
+      if (!err && !pre && !req.ship) await d.keeper.releaseAll(pid);
     },
   });
   report.phase('done');
@@ -300,6 +316,10 @@ export async function checkpointProcess(d: CheckpointDeps, req: CheckpointReques
     throw err;
   }
   let safeReason = await keeperPathRefusal(d, req.pid, linked, allocs.length);
+  if (req.ship && (safeReason !== null || req.kind !== 'dump')) {
+    removeImageDir(img);
+    throw new PhosError('ILLEGAL_STATE', `pid ${req.pid} cannot be migrated: ${safeReason ?? 'a cutover is a dump'}; live migration needs the keeper path`, { remedy: 'run the process with libphos (phos run) and keep keeperPath on in the agent config', details: { pid: req.pid } });
+  }
   if (safeReason === null) {
     try {
       return await keeperCheckpoint(d, req, report, { rec, img, parent, version, allocs, t0, log });

@@ -8,7 +8,10 @@ import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { Logger } from '../../../common/src/index.ts';
-import { PROTO_VERSION, PhosError, buckets, decodeReply, encodeMessage, subjects, type Message } from '../../../proto/src/index.ts';
+import {
+  PROTO_VERSION, PhosError, buckets, decodeMessage, decodeReply, encodeMessage, encodeReply, subjects, toPhosError,
+  type Message, type MessageType,
+} from '../../../proto/src/index.ts';
 
 export const HEARTBEAT_MS = 2000;
 const PROBE = fileURLToPath(new URL('../../../build/native/tools/gpu-probe', import.meta.url));
@@ -43,7 +46,7 @@ export class MeshMember {
   private constructor(private readonly nc: NatsConnection, private readonly kv: KV, private readonly node: string, private readonly list: () => MeshProcess[], private readonly log: Logger) {}
 
   /** Connects, registers the node with the coordinator and starts heartbeats. */
-  static async join(o: { nats: string; node: string; libcuda: string | null; agentVersion: string }, list: () => MeshProcess[], log: Logger): Promise<MeshMember> {
+  static async join(o: { nats: string; node: string; libcuda: string | null; agentVersion: string; dataAddr: string }, list: () => MeshProcess[], log: Logger, beforeRegister: (m: MeshMember) => void = () => {}): Promise<MeshMember> {
     let nc: NatsConnection;
     try {
       nc = await connect({ servers: o.nats, name: `phos-agent-${o.node}`, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
@@ -53,22 +56,37 @@ export class MeshMember {
     const kv = await new Kvm(nc).create(buckets.processes, { history: 1 });
     const m = new MeshMember(nc, kv, o.node, list, log);
     const { gpus, driverVersion, simulated } = await probeGpus(o.libcuda);
-    const body: Message<'node-register'> = { v: PROTO_VERSION, node: o.node, host: hostname(), dataAddr: '', gpus, simulated, driverVersion, agentVersion: o.agentVersion };
-    try {
-      const r = decodeReply((await nc.request(subjects.coord('register'), encodeMessage('node-register', body), { timeout: 5000 })).data);
-      if (!r.ok) throw PhosError.fromWire(r.err);
-    } catch (err) {
-      // No coordinator yet is not fatal: heartbeats and process records still flow; it can register later.
-      log.warn({ err: (err as Error).message }, 'coordinator did not take the registration; continuing');
-    }
+    // Verbs are served before the node is announced: the coordinator may ask at once.
+    beforeRegister(m);
+    await nc.flush();
+    const body: Message<'node-register'> = { v: PROTO_VERSION, node: o.node, host: hostname(), dataAddr: o.dataAddr, gpus, simulated, driverVersion, agentVersion: o.agentVersion };
+    m.registration = body;
+    await m.register();
     m.timer = setInterval(() => { m.beat().catch((err: unknown) => log.debug({ err }, 'heartbeat failed')); }, HEARTBEAT_MS);
     await m.beat();
     log.info({ nats: o.nats, gpus: gpus.length }, 'joined the mesh');
     return m;
   }
 
+  private registration: Message<'node-register'> | null = null;
+  private registered = false;
+
+  /** Registers the node with the coordinator; until one takes it, every heartbeat tries again. */
+  private async register(): Promise<void> {
+    if (this.registered || !this.registration) return;
+    try {
+      const r = decodeReply((await this.nc.request(subjects.coord('register'), encodeMessage('node-register', this.registration), { timeout: 5000 })).data);
+      if (!r.ok) throw PhosError.fromWire(r.err);
+      this.registered = true;
+    } catch (err) {
+      // No coordinator yet is not fatal: heartbeats and process records still flow.
+      this.log.warn({ err: (err as Error).message }, 'coordinator did not take the registration; retrying with the next heartbeat');
+    }
+  }
+
   /** Publishes a heartbeat and brings the KV process records in line with the managed processes. */
   async beat(): Promise<void> {
+    await this.register();
     const procs = this.list();
     this.nc.publish(subjects.heartbeat(this.node), encodeMessage('heartbeat', { v: PROTO_VERSION, node: this.node, at: Date.now(), processes: procs.length }));
     const live = new Set<string>();
@@ -84,6 +102,49 @@ export class MeshMember {
       await this.kv.delete(key);
       this.published.delete(key);
     }
+  }
+
+  /** Serves `agent.<this node>.<verb>`: the handler's value is the reply body, a throw the reply error. */
+  serve<T extends MessageType>(verb: string, type: T, handler: (m: Message<T>) => Promise<unknown>): void {
+    this.nc.subscribe(subjects.agent(this.node, verb), {
+      callback: (_e, msg) => {
+        void (async () => {
+          let reply: Uint8Array;
+          try {
+            reply = encodeReply({ v: PROTO_VERSION, ok: true, body: await handler(decodeMessage(type, msg.data)) });
+          } catch (err) {
+            const e = toPhosError(err);
+            this.log.warn({ verb, err: e }, 'mesh request failed');
+            reply = encodeReply({ v: PROTO_VERSION, ok: false, err: e.toWire() });
+          }
+          try { msg.respond(reply); } catch { /* requester gone */ }
+        })();
+      },
+    });
+  }
+
+  /** Asks another agent (`agent.<node>.<verb>`); its error comes back as the PhosError it threw. */
+  async request<T extends MessageType>(node: string, verb: string, type: T, body: Message<T>, timeoutMs = 10_000): Promise<unknown> {
+    let data: Uint8Array;
+    try {
+      data = (await this.nc.request(subjects.agent(node, verb), encodeMessage(type, body), { timeout: timeoutMs })).data;
+    } catch (err) {
+      const msg = (err as Error).message;
+      const code = /timeout/i.test(msg) ? 'TIMEOUT' : /no responders/i.test(msg) ? 'AGENT_UNAVAILABLE' : 'NATS_UNAVAILABLE';
+      throw new PhosError(code, `agent ${node} did not answer ${verb}: ${msg}`, { cause: err });
+    }
+    const r = decodeReply(data);
+    if (!r.ok) throw PhosError.fromWire(r.err);
+    return r.body;
+  }
+
+  publish<T extends MessageType>(subject: string, type: T, body: Message<T>): void {
+    this.nc.publish(subject, encodeMessage(type, body));
+  }
+
+  /** Resolves once the server has our subscriptions (so a request right after join() finds them). */
+  async flush(): Promise<void> {
+    await this.nc.flush();
   }
 
   async leave(): Promise<void> {

@@ -81,7 +81,23 @@ export interface RestoreResult {
 
 interface Ctx { rec: ProcessRecord | null; pid: number }
 
-export async function restoreImage(d: RestoreDeps, dirArg: string, report: Reporter): Promise<RestoreResult> {
+/**
+ * `regions`: device memory that already holds every allocation's bytes (a migration target's received
+ * copy, or a migration source's kept memory on rollback). They are handed to the app at the thaw, nothing
+ * is read from gpu/; on failure they stay the caller's.
+ */
+export interface RestoreOptions { regions?: KeptAllocation[] }
+
+/** Matches caller-filled regions to the manifest's allocations (same ids and sizes, none missing). */
+function matchRegions(m: ImageManifest, regions: KeptAllocation[]): KeptAllocation[] {
+  return m.allocations.map((a) => {
+    const r = regions.find((x) => x.id === a.id);
+    if (!r || r.size !== a.size) throw new PhosError('IMAGE_CORRUPT', `allocation ${a.id} (${a.size} B) has no filled device memory of that size`, { details: { alloc: a.id } });
+    return { ...r, va: a.va };
+  });
+}
+
+export async function restoreImage(d: RestoreDeps, dirArg: string, report: Reporter, opts: RestoreOptions = {}): Promise<RestoreResult> {
   const t0 = performance.now();
   report.phase('verify');
   const { dir, manifest: m } = readManifest(dirArg);
@@ -92,8 +108,12 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
   // file must exist with its size; fresh device memory per allocation is allocated (not filled) before any
   // process exists, and the chunks are read (each hash-checked as it is read) after the thaw, lazily.
   let fresh: KeptAllocation[] = [];
-  const lazy = keeperPath && m.chunkSize === GATE_CHUNK;
-  if (!keeperPath) await verifyGpuChunks(dir, m, (p) => report.phase('verify', p.bytesDone, p.bytesTotal));
+  const given = opts.regions !== undefined;
+  const lazy = keeperPath && m.chunkSize === GATE_CHUNK && !given;
+  if (given) {
+    if (!keeperPath) throw new PhosError('ILLEGAL_STATE', `${dir} is a safe-path image; filled regions need a keeper-path image`);
+    fresh = matchRegions(m, opts.regions!);
+  } else if (!keeperPath) await verifyGpuChunks(dir, m, (p) => report.phase('verify', p.bytesDone, p.bytesTotal));
   else {
     verifyChunkFiles(dir, m);
     fresh = await allocateFresh(dir, m, lazy, report);
@@ -106,7 +126,7 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
   try {
     rec = d.registry.adoptRestoring({ pid, job: m.source.job, argv: m.agent.argv, logPath: m.agent.logPath, restoredFrom: dir });
   } catch (err) {
-    await releaseAll(fresh);
+    if (!given) await releaseAll(fresh);
     throw err;
   }
   const ctx: Ctx = { rec, pid };
@@ -170,7 +190,7 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
     onStep: (r) => report.step(r),
     finish: async (c, err) => {
       if (err && filler) { filler.stop(); filler.start(); await filler.finished; }
-      await releaseAll(fresh);
+      if (!given) await releaseAll(fresh);
       if (!err) return;
       if (c.rec && c.rec.machine.can('failed')) c.rec.machine.transition('failed', err.message);
       else d.registry.drop(pid);

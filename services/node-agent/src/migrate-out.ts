@@ -1,0 +1,275 @@
+// The source side of a live migration. Pre-copy: while the app runs, every 2 MiB chunk of its kept device
+// memory goes to the target over the pccl transport, then rounds re-hash the chunks (pccl hashChunks) and
+// send only those whose hash changed, until what is left fits the downtime budget or stops shrinking.
+// Cutover: a keeper-path dump (checkpoint.ts) whose GPU step, instead of writing files, sends the chunks
+// that changed since their last shipment plus the CRIU image and the app's log; the app ends, the kept
+// memory and the local CRIU image stay until the coordinator commits (released) or aborts (the app is
+// restored here from them, under its pid).
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '../../../common/src/index.ts';
+import * as pccl from '../../../native/pccl/pccl.ts';
+import { PROTO_VERSION, PhosError, subjects, type Manifest, type Message } from '../../../proto/src/index.ts';
+import { checkpointProcess, type CheckpointDeps, type Reporter } from './checkpoint.ts';
+import type { ImageDir } from './image.ts';
+import type { KeptAllocation } from './keeper.ts';
+import type { MeshMember } from './mesh.ts';
+import { restoreImage } from './restore.ts';
+
+/** Transport alloc ids from here up carry files, below it device allocations (libphos ids are small). */
+export const FILE_ALLOC_BASE = 0x80000000;
+/** Pre-copy gives up converging after this many rounds. */
+const MAX_ROUNDS = 12;
+/** Share of the downtime budget the final round's bytes may take (the rest: freeze, CRIU, restore). */
+const DATA_SHARE = 0.5;
+/** Chunks per transportSend call: progress and cancel are looked at between batches. */
+const SEND_BATCH = 32;
+/** Under a bandwidth cap a batch carries about this long of data, so progress and cancel stay prompt. */
+const BATCH_SECONDS = 0.5;
+
+interface Outgoing {
+  id: string;
+  pid: number;
+  to: string;
+  sender: pccl.TransportSender;
+  /** chunk key "alloc:index" -> hash the target verified. */
+  shipped: Map<string, string>;
+  announced: Set<number>;
+  abort: AbortController;
+  phase: 'pre-copy' | 'cutover' | 'dumped' | 'ended';
+  dir: string;
+  bytesSent: number;
+  /** Measured send rate, bytes/ms (0 until the first batch). */
+  rate: number;
+  /** Chunks per transportSend. */
+  batch: number;
+}
+
+const noReport: Reporter = { phase: () => {}, step: () => {} };
+const key = (alloc: number, index: number) => `${alloc}:${index}`;
+
+export interface MigrateOutDeps extends CheckpointDeps {
+  mesh: () => MeshMember;
+  /** pids under an exclusive operation (a checkpoint or migration); shared with the agent. */
+  busy: Set<number>;
+}
+
+interface ChunkRef { alloc: KeptAllocation; index: number; offset: number; length: number }
+
+export class MigrationsOut {
+  private readonly active = new Map<string, Outgoing>();
+
+  constructor(private readonly d: MigrateOutDeps, private readonly log: Logger) {}
+
+  private get(id: string): Outgoing {
+    const m = this.active.get(id);
+    if (!m) throw new PhosError('NOT_FOUND', `no outgoing migration ${id} on this node`);
+    return m;
+  }
+
+  private chunksOf(allocs: KeptAllocation[]): ChunkRef[] {
+    const size = this.d.o.chunkSize;
+    const out: ChunkRef[] = [];
+    for (const a of allocs) {
+      for (let i = 0, off = 0; off < a.size; i++, off += size) out.push({ alloc: a, index: i, offset: off, length: Math.min(size, a.size - off) });
+    }
+    return out;
+  }
+
+  /** Tells the target about allocations it has not heard of (it reserves memory for each). */
+  private async announce(m: Outgoing, allocs: KeptAllocation[]): Promise<void> {
+    const fresh = allocs.filter((a) => !m.announced.has(a.id));
+    if (!fresh.length) return;
+    await this.d.mesh().request(m.to, 'migrate-allocs', 'migrate-allocs', {
+      v: PROTO_VERSION, id: m.id, allocations: fresh.map((a) => ({ id: a.id, va: a.va, size: a.size, kind: a.kind })),
+    }, 60_000);
+    for (const a of fresh) m.announced.add(a.id);
+  }
+
+  /** Chunks whose bytes differ from what the target holds (all of them the first time). */
+  private async dirty(m: Outgoing, chunks: ChunkRef[]): Promise<ChunkRef[]> {
+    const out: ChunkRef[] = [];
+    for (const a of new Set(chunks.map((c) => c.alloc))) {
+      const mine = chunks.filter((c) => c.alloc === a);
+      const unknown = mine.filter((c) => !m.shipped.has(key(a.id, c.index)));
+      const known = mine.filter((c) => m.shipped.has(key(a.id, c.index)));
+      out.push(...unknown);
+      if (!known.length) continue;
+      const r = await pccl.hashChunks({ src: a.region, items: known.map((c) => ({ offset: c.offset, length: c.length })) });
+      known.forEach((c, i) => { if (r.hashes[i] !== m.shipped.get(key(a.id, c.index))) out.push(c); });
+    }
+    return out;
+  }
+
+  /** Sends chunks in batches, remembering what the target verified; stops at an abort. */
+  private async send(m: Outgoing, chunks: ChunkRef[], onBatch: (sent: number) => void): Promise<number> {
+    let sent = 0;
+    for (let i = 0; i < chunks.length; i += m.batch) {
+      if (m.abort.signal.aborted) throw new PhosError('CANCELLED', `migration ${m.id} was aborted`);
+      const rec = this.d.registry.find(String(m.pid));
+      if (rec.machine.terminal && m.phase === 'pre-copy') throw new PhosError('ILLEGAL_STATE', `pid ${m.pid} ended (${rec.machine.state}) during the migration; nothing to move`);
+      const part = chunks.slice(i, i + m.batch);
+      const r = await pccl.transportSend(m.sender.id, part.map((c) => ({ src: c.alloc.region, offset: c.offset, length: c.length, alloc: c.alloc.id, chunkOffset: c.offset })));
+      part.forEach((c, k) => m.shipped.set(key(c.alloc.id, c.index), r.hashes[k]!));
+      if (r.ms > 0) m.rate = m.rate === 0 ? r.bytes / r.ms : 0.7 * m.rate + 0.3 * (r.bytes / r.ms);
+      sent += r.bytes;
+      m.bytesSent += r.bytes;
+      onBatch(sent);
+    }
+    return sent;
+  }
+
+  private progress(m: Outgoing, round: number, remaining: number, dirtyRate: number): void {
+    this.d.mesh().publish(subjects.migrationProgress(m.id), 'migration-progress', {
+      v: PROTO_VERSION, id: m.id, round, bytesSent: m.bytesSent, bytesRemaining: Math.max(0, remaining), dirtyBytesPerSec: dirtyRate,
+    });
+  }
+
+  /** Pre-copy rounds while the app runs; resolves when they converged or ran out. */
+  async precopy(req: Message<'precopy-request'>): Promise<Message<'precopy-result'>> {
+    const rec = this.d.registry.managed(req.pid);
+    if (rec.machine.state !== 'running') throw new PhosError('ILLEGAL_STATE', `pid ${req.pid} is ${rec.machine.state}; a migration needs it running`);
+    if (this.d.busy.has(req.pid)) throw new PhosError('ILLEGAL_STATE', `pid ${req.pid} is already being checkpointed or migrated`, { remedy: 'wait for the running operation to finish' });
+    if (!this.d.link.linked(req.pid) || this.d.keeper.allocations(req.pid).length === 0) {
+      throw new PhosError('ILLEGAL_STATE', `pid ${req.pid} cannot be migrated live: libphos is not connected or holds no device memory`, { remedy: 'start it with phos run (libphos preloaded)' });
+    }
+    this.d.busy.add(req.pid);
+    const log = this.log.child({ migrationId: req.id, pid: req.pid });
+    let m: Outgoing | undefined;
+    try {
+      const sender = await pccl.transportConnect({ host: req.host, port: req.port, streams: req.streams, bandwidthBytesPerSec: req.bandwidthBytesPerSec });
+      m = { id: req.id, pid: req.pid, to: req.to, sender, shipped: new Map(), announced: new Set(), abort: new AbortController(), phase: 'pre-copy', dir: join(this.d.o.stateDir, 'migrations', req.id), bytesSent: 0, rate: 0,
+        batch: req.bandwidthBytesPerSec ? Math.max(1, Math.min(SEND_BATCH, Math.floor((req.bandwidthBytesPerSec * BATCH_SECONDS) / this.d.o.chunkSize))) : SEND_BATCH };
+      this.active.set(req.id, m);
+      return await this.rounds(m, req, log);
+    } catch (err) {
+      this.d.busy.delete(req.pid);
+      if (m) { this.active.delete(req.id); await pccl.transportClose(m.sender.id).catch(() => undefined); }
+      throw err;
+    }
+  }
+
+  private async rounds(m: Outgoing, req: Message<'precopy-request'>, log: Logger): Promise<Message<'precopy-result'>> {
+    let prev = Infinity, stalls = 0, round = 0, dirtyBytes = 0, converged = false;
+    let lastScan = performance.now();
+    for (;;) {
+      round++;
+      const allocs = this.d.keeper.allocations(m.pid);
+      await this.announce(m, allocs);
+      const chunks = await this.dirty(m, this.chunksOf(allocs));
+      const scanAt = performance.now();
+      dirtyBytes = chunks.reduce((s, c) => s + c.length, 0);
+      const dirtyRate = round === 1 ? 0 : dirtyBytes / Math.max((scanAt - lastScan) / 1000, 1e-3);
+      lastScan = scanAt;
+      // Converged: what is dirty now would go out within its share of the downtime budget.
+      const budget = m.rate * req.maxDowntimeMs * DATA_SHARE;
+      if (round > 1 && (dirtyBytes === 0 || dirtyBytes <= budget)) { converged = true; break; }
+      if (round > 1) {
+        stalls = dirtyBytes >= prev * 0.9 ? stalls + 1 : 0;
+        if (stalls >= 2 || round > MAX_ROUNDS) break;
+      }
+      prev = dirtyBytes;
+      log.info({ round, chunks: chunks.length, bytes: dirtyBytes, dirtyBytesPerSec: Math.round(dirtyRate) }, 'pre-copy round');
+      this.progress(m, round, dirtyBytes, dirtyRate);
+      await this.send(m, chunks, (sent) => this.progress(m, round, dirtyBytes - sent, dirtyRate));
+    }
+    this.progress(m, round, dirtyBytes, 0);
+    log.info({ rounds: round, bytesSent: m.bytesSent, dirtyBytes, converged }, 'pre-copy done');
+    return { v: PROTO_VERSION, rounds: round, bytesSent: m.bytesSent, dirtyBytes, converged };
+  }
+
+  /** Files the target needs to restore: every CRIU file, and the app's log (it keeps appending to it). */
+  private filesOf(img: ImageDir, logPath: string): { name: string; path: string; size: number; alloc: number }[] {
+    const out = readdirSync(img.criuDir).map((f) => ({ name: `criu/${f}`, path: join(img.criuDir, f) }));
+    if (existsSync(logPath)) out.push({ name: logPath, path: logPath });
+    return out.map((f, i) => {
+      const fd = openSync(f.path, 'r');
+      try { return { ...f, size: fstatSync(fd).size, alloc: FILE_ALLOC_BASE + i }; } finally { closeSync(fd); }
+    });
+  }
+
+  /** Sends the files the target asked for, straight from read-only mappings. */
+  private async sendFiles(m: Outgoing, files: { path: string; size: number; alloc: number }[]): Promise<void> {
+    for (const f of files) {
+      if (f.size === 0) continue;
+      const fd = openSync(f.path, 'r');
+      let map = -1;
+      try {
+        map = pccl.mapFd(fd, f.size, false);
+        await pccl.transportSend(m.sender.id, [{ src: map, offset: 0, length: f.size, alloc: f.alloc, chunkOffset: 0 }]);
+        m.bytesSent += f.size;
+      } finally {
+        if (map >= 0) pccl.unmap(map);
+        closeSync(fd);
+      }
+    }
+  }
+
+  /** The GPU step of the cutover dump: the last dirty chunks, then the CPU image; returns the manifest's chunks. */
+  private ship(m: Outgoing, logPath: string, sent: { bytes: number }) {
+    return async (allocs: KeptAllocation[], img: ImageDir): Promise<Manifest['chunks']> => {
+      await this.announce(m, allocs);
+      const all = this.chunksOf(allocs);
+      const before = m.bytesSent;
+      await this.send(m, await this.dirty(m, all), () => {});
+      sent.bytes = m.bytesSent - before;
+      const files = this.filesOf(img, logPath);
+      const wanted = (await this.d.mesh().request(m.to, 'migrate-files', 'migrate-files', {
+        v: PROTO_VERSION, id: m.id, files: files.map(({ name, size, alloc }) => ({ name, size, alloc })),
+      }, 30_000)) as Message<'files-wanted'>;
+      await this.sendFiles(m, files.filter((f) => wanted.allocs.includes(f.alloc)));
+      return all.map((c) => ({ alloc: c.alloc.id, index: c.index, hash: m.shipped.get(key(c.alloc.id, c.index))!, file: '' }));
+    };
+  }
+
+  /** Freeze, final round, CRIU dump, CPU image to the target; the app ends here. Failure: the app runs on. */
+  async cutover(id: string): Promise<Message<'cutover-result'>> {
+    const m = this.get(id);
+    if (m.phase !== 'pre-copy') throw new PhosError('ILLEGAL_STATE', `migration ${id} is in ${m.phase}, not pre-copy`);
+    m.phase = 'cutover';
+    const rec = this.d.registry.managed(m.pid);
+    const sent = { bytes: 0 };
+    rmSync(m.dir, { recursive: true, force: true });
+    let r;
+    this.d.busy.delete(m.pid);
+    try {
+      r = await checkpointProcess(this.d, { pid: m.pid, dir: join(m.dir, 'image'), kind: 'dump', ship: this.ship(m, rec.logPath, sent) }, noReport);
+    } catch (err) {
+      m.phase = 'pre-copy';
+      this.d.busy.add(m.pid);
+      throw err;
+    }
+    m.phase = 'dumped';
+    // The target restores under the same pid: on one machine (hosts as namespaces) it must be gone first.
+    for (const end = Date.now() + 5000; existsSync(`/proc/${m.pid}`) && Date.now() < end;) await new Promise((res) => setTimeout(res, 10));
+    return { v: PROTO_VERSION, manifest: readFileSync(join(r.dir, 'manifest.json'), 'utf8'), finalBytes: sent.bytes, freezeMs: r.stallMs };
+  }
+
+  /** commit: the target runs the app; drop the kept memory and the local image. abort: take the app back. */
+  async end(id: string, outcome: 'commit' | 'abort'): Promise<{ outcome: string; pid: number | null }> {
+    const m = this.active.get(id);
+    if (!m) return { outcome: 'unknown', pid: null };
+    m.abort.abort();
+    const log = this.log.child({ migrationId: id, pid: m.pid });
+    let pid: number | null = null;
+    try {
+      await pccl.transportClose(m.sender.id).catch((err: unknown) => log.warn({ err }, 'transport close failed'));
+      if (m.phase === 'dumped' && outcome === 'commit') {
+        await this.d.keeper.releaseAll(m.pid);
+        log.info('migration committed: kept memory released');
+      } else if (m.phase === 'dumped') {
+        // The app was dumped for the target, which did not take it: restore it here from the local CRIU
+        // image and the kept device memory (nothing is read back from disk for the GPU).
+        const r = await restoreImage(this.d, join(m.dir, 'image'), noReport, { regions: this.d.keeper.allocations(m.pid) });
+        pid = r.info.pid;
+        log.info({ ms: r.ms }, 'migration aborted after cutover: the app runs here again');
+      }
+      return { outcome, pid };
+    } finally {
+      m.phase = 'ended';
+      this.active.delete(id);
+      this.d.busy.delete(m.pid);
+      rmSync(m.dir, { recursive: true, force: true });
+    }
+  }
+}
