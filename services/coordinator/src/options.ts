@@ -22,6 +22,8 @@ export interface CoordinatorOptions {
   restoreTimeoutMs?: number;
   /** @default DEFAULT_STREAMS */
   streams?: number;
+  /** OTLP/HTTP base URL for traces and metrics; null: no export. @default process.env.PHOS_OTLP_ENDPOINT ?? null */
+  otlpEndpoint?: string | null;
 }
 
 export type CompiledCoordinatorOptions = Required<CoordinatorOptions>;
@@ -34,9 +36,12 @@ export function compileCoordinatorOptions(o: CoordinatorOptions = {}): CompiledC
     agentTimeoutMs: o.agentTimeoutMs ?? DEFAULT_AGENT_TIMEOUT_MS,
     restoreTimeoutMs: o.restoreTimeoutMs ?? DEFAULT_RESTORE_TIMEOUT_MS,
     streams: o.streams ?? DEFAULT_STREAMS,
+    // An explicit null turns export off even when the environment names an endpoint.
+    otlpEndpoint: o.otlpEndpoint === undefined ? process.env.PHOS_OTLP_ENDPOINT || null : o.otlpEndpoint || null,
   };
   for (const k of ['heartbeatMs', 'missedHeartbeats', 'agentTimeoutMs', 'restoreTimeoutMs', 'streams'] as const) {
     if (!Number.isSafeInteger(c[k]) || c[k] <= 0) throw new PhosError('BAD_ARGS', `coordinator option ${k} must be a positive integer, got ${c[k]}`);
   }
+  if (c.otlpEndpoint !== null && !/^https?:\/\/./.test(c.otlpEndpoint)) throw new PhosError('BAD_ARGS', `coordinator option otlpEndpoint must be an http(s) URL, got ${c.otlpEndpoint}`);
   return c;
 }
