@@ -40,6 +40,8 @@ export interface LocalMesh {
   /** Runs bin/phos inside host 0 (it reaches NATS); PHOS_CONTROL_SOCK names `node`'s agent when given. */
   phos(args: string[], node?: LocalNode, timeoutMs?: number, onLine?: (line: string) => void): Promise<{ code: number; stdout: string; stderr: string }>;
   startAgent(n: LocalNode): Promise<void>;
+  /** Stops nats-server and starts it again on the same address and JetStream store (KV state survives). */
+  restartNats(): Promise<void>;
   stopAgent(n: LocalNode, signal?: NodeJS.Signals): Promise<void>;
   coordinatorLog(): string;
   /** Ends the apps the agents started, every service, and the namespaces. */
@@ -103,10 +105,14 @@ export async function startLocalMesh(o: LocalMeshOptions): Promise<LocalMesh> {
   try {
     mkdirSync(o.runDir, { recursive: true });
     mkdirSync(join(o.dir, 'nats'), { recursive: true });
-    const nats = hosts.spawn(h0, 'nats-server', ['-js', '-a', h0.addr, '-p', String(NATS_PORT), '-sd', join(o.dir, 'nats')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    procs.push(nats);
-    const natsLog = tail(nats);
-    await until('nats-server start', () => /Server is ready/.test(natsLog()), 15_000, natsLog);
+    let nats: ChildProcess;
+    const startNats = async () => {
+      nats = hosts.spawn(h0, 'nats-server', ['-js', '-a', h0.addr, '-p', String(NATS_PORT), '-sd', join(o.dir, 'nats')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      procs.push(nats);
+      const natsLog = tail(nats);
+      await until('nats-server start', () => /Server is ready/.test(natsLog()), 15_000, natsLog);
+    };
+    await startNats();
     const [cmd, ...args] = node(`${join(ROOT, 'services/coordinator/src/main.ts')} --nats ${natsUrl}`);
     const coord = hosts.spawn(h0, cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     procs.push(coord);
@@ -133,6 +139,11 @@ export async function startLocalMesh(o: LocalMeshOptions): Promise<LocalMesh> {
     for (const n of nodes) await startAgent(n);
     return {
       hosts, natsUrl, nodes, startAgent,
+      async restartNats() {
+        nats.kill('SIGTERM');
+        await exitOf(nats);
+        await startNats();
+      },
       phos: (cmdArgs, n, timeoutMs = 300_000, onLine) => new Promise((resolve) => {
         const p = hosts.spawn(h0, join(ROOT, 'bin', 'phos'), cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...env, ...(n ? { PHOS_CONTROL_SOCK: n.control } : {}) } });
         let stdout = '', stderr = '', partial = '';

@@ -80,7 +80,7 @@ export const MESSAGE_SCHEMAS = {
   'migration-end': s.object({ v: s.uint(), id: s.string(), outcome: s.oneOf(['commit', 'abort'] as const) }),
   /** source agent -> coordinator (`mig.<id>.progress`): bytes of the pre-copy rounds so far. */
   'migration-progress': s.object({
-    v: s.uint(), id: s.string(), round: s.uint(), bytesSent: s.uint(), bytesRemaining: s.uint(), dirtyBytesPerSec: s.number(),
+    v: s.uint(), id: s.string(), round: s.uint(), bytesTotal: s.uint(), bytesSent: s.uint(), bytesRemaining: s.uint(), dirtyBytesPerSec: s.number(),
   }),
   /** KV record under migrations/<id>, and each progress event. */
   'migration-state': s.object({

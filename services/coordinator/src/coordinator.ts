@@ -7,6 +7,7 @@ import type { Logger } from '../../../common/src/index.ts';
 import { openBus, type Bus, type KvStore } from './bus.ts';
 import { MigrationRecord, isTerminal, type MigrationState } from './migration-machine.ts';
 import { NodeRegistry } from './node-registry.ts';
+import { initTelemetry, type Telemetry } from './telemetry.ts';
 import { compileCoordinatorOptions, type CompiledCoordinatorOptions, type CoordinatorOptions } from './options.ts';
 
 export type ProcessRecord = Message<'process-record'>;
@@ -21,6 +22,7 @@ export class Coordinator {
     private readonly processes: KvStore,
     private readonly migrations: KvStore,
     private readonly log: Logger,
+    private readonly telemetry: Telemetry,
   ) {}
 
   /** Connects to NATS, opens the KV buckets, settles leftovers and starts serving. */
@@ -28,7 +30,7 @@ export class Coordinator {
     const opts = compileCoordinatorOptions(options);
     const bus = await openBus(opts.natsUrl, 'phos-coordinator');
     const [nodesKv, processes, migrations] = await Promise.all([bus.kv(buckets.nodes), bus.kv(buckets.processes), bus.kv(buckets.migrations)]);
-    const c = new Coordinator(opts, bus, new NodeRegistry(bus, nodesKv, opts, log.child({ component: 'nodes' })), processes, migrations, log);
+    const c = new Coordinator(opts, bus, new NodeRegistry(bus, nodesKv, opts, log.child({ component: 'nodes' })), processes, migrations, log, initTelemetry({ otlpEndpoint: opts.otlpEndpoint }));
     await c.settleLeftovers();
     c.nodes.start();
     c.serve();
@@ -38,6 +40,7 @@ export class Coordinator {
   }
 
   async stop(): Promise<void> {
+    await this.telemetry.shutdown().catch((err: unknown) => this.log.warn({ err }, 'telemetry shutdown failed'));
     this.nodes.stop();
     await this.bus.close();
   }
@@ -97,6 +100,7 @@ export class Coordinator {
       id, pid: r.pid, from: r.from, to: r.to, bytesTotal: proc.gpuBytes, bytesSent: 0, bytesRemaining: proc.gpuBytes,
       dirtyBytesPerSec: 0, downtimeMs: null, error: null,
     });
+    rec.telemetry = this.telemetry.migration(id, { pid: r.pid, from: r.from, to: r.to });
     this.records.set(id, rec);
     void this.run(rec, r, proc);
     return { v: PROTO_VERSION, id };
@@ -137,7 +141,7 @@ export class Coordinator {
     }, r.timeoutMs);
     const progress = this.bus.listen(subjects.migrationProgress(id), 'migration-progress', (p) => {
       if (rec.state.phase !== 'pre-copy') return;
-      rec.progress({ bytesSent: p.bytesSent, bytesRemaining: p.bytesRemaining, dirtyBytesPerSec: p.dirtyBytesPerSec })
+      rec.progress({ bytesTotal: Math.max(rec.state.bytesTotal, p.bytesTotal), bytesSent: p.bytesSent, bytesRemaining: p.bytesRemaining, dirtyBytesPerSec: p.dirtyBytesPerSec })
         .catch((err: unknown) => this.log.debug({ err, migrationId: id }, 'progress not recorded'));
     }, () => undefined);
     let released = false;

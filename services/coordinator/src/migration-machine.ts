@@ -4,6 +4,7 @@
 import { PhosError, PROTO_VERSION, subjects, type Message, type MigrationPhase } from '../../../proto/src/index.ts';
 import type { Logger } from '../../../common/src/index.ts';
 import type { Bus, KvStore } from './bus.ts';
+import type { MigrationTelemetry } from './telemetry.ts';
 
 export type MigrationState = Message<'migration-state'>;
 
@@ -51,6 +52,8 @@ export function checkTransition(s: MigrationState, to: MigrationPhase): void {
 export class MigrationRecord {
   /** An abort is under way (cancel, timeout or failure): the others stand down. */
   aborting = false;
+  /** Spans and metrics of this migration (set by the coordinator that drives it). */
+  telemetry: MigrationTelemetry | null = null;
 
   constructor(
     private readonly kv: KvStore,
@@ -91,6 +94,8 @@ export class MigrationRecord {
     this.log.info({ from: this.state.phase, to, reason }, 'migration transition');
     this.state = next;
     this.emit();
+    if (isTerminal(to)) void this.telemetry?.end(to, next.downtimeMs, next.error);
+    else this.telemetry?.phase(to);
   }
 
   /** Progress within a phase (bytes, rates), same revision discipline. */
@@ -104,6 +109,7 @@ export class MigrationRecord {
     this.revision = await this.kv.update('migration-state', this.state.id, next, this.revision);
     this.state = next;
     this.emit();
+    this.telemetry?.progress(next);
   }
 
   private emit(): void {

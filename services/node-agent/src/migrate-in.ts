@@ -130,6 +130,9 @@ export class MigrationsIn {
     writeFileSync(join(m.dir, 'manifest.json'), req.manifest);
     const r = await restoreImage(this.d, m.dir, noReport, { regions: [...m.regions.values()] });
     m.adopted = true;
+    // Allocations the app freed during pre-copy arrived here but are not in its final image.
+    const kept = new Set(this.d.keeper.allocations(r.info.pid).map((a) => a.region));
+    for (const x of m.regions.values()) if (!kept.has(x.region)) await pccl.keeperRelease(x.region).catch(() => undefined);
     this.log.info({ migrationId: m.id, pid: r.info.pid, ms: r.ms }, 'migrated process runs here');
     return { v: PROTO_VERSION, pid: r.info.pid, ms: r.ms };
   }

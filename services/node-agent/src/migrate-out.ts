@@ -95,7 +95,14 @@ export class MigrationsOut {
       const known = mine.filter((c) => m.shipped.has(key(a.id, c.index)));
       out.push(...unknown);
       if (!known.length) continue;
-      const r = await pccl.hashChunks({ src: a.region, items: known.map((c) => ({ offset: c.offset, length: c.length })) });
+      this.d.keeper.hold([a.region]);
+      let r: { hashes: string[] };
+      try {
+        if (!this.d.keeper.allocations(m.pid).some((x) => x.region === a.region)) continue;
+        r = await pccl.hashChunks({ src: a.region, items: known.map((c) => ({ offset: c.offset, length: c.length })) });
+      } finally {
+        await this.d.keeper.unhold([a.region]);
+      }
       known.forEach((c, i) => { if (r.hashes[i] !== m.shipped.get(key(a.id, c.index))) out.push(c); });
     }
     return out;
@@ -108,8 +115,19 @@ export class MigrationsOut {
       if (m.abort.signal.aborted) throw new PhosError('CANCELLED', `migration ${m.id} was aborted`);
       const rec = this.d.registry.find(String(m.pid));
       if (rec.machine.terminal && m.phase === 'pre-copy') throw new PhosError('ILLEGAL_STATE', `pid ${m.pid} ended (${rec.machine.state}) during the migration; nothing to move`);
-      const part = chunks.slice(i, i + m.batch);
-      const r = await pccl.transportSend(m.sender.id, part.map((c) => ({ src: c.alloc.region, offset: c.offset, length: c.length, alloc: c.alloc.id, chunkOffset: c.offset })));
+      // The app may free an allocation while it runs (pre-copy): send only what the keeper still holds,
+      // and hold it for the send. A freed allocation is simply not part of the app any more.
+      const live = new Set(this.d.keeper.allocations(m.pid).map((a) => a.region));
+      const part = chunks.slice(i, i + m.batch).filter((c) => live.has(c.alloc.region));
+      if (!part.length) continue;
+      const regions = [...new Set(part.map((c) => c.alloc.region))];
+      this.d.keeper.hold(regions);
+      let r: pccl.TransportSendResult;
+      try {
+        r = await pccl.transportSend(m.sender.id, part.map((c) => ({ src: c.alloc.region, offset: c.offset, length: c.length, alloc: c.alloc.id, chunkOffset: c.offset })));
+      } finally {
+        await this.d.keeper.unhold(regions);
+      }
       part.forEach((c, k) => m.shipped.set(key(c.alloc.id, c.index), r.hashes[k]!));
       if (r.ms > 0) m.rate = m.rate === 0 ? r.bytes / r.ms : 0.7 * m.rate + 0.3 * (r.bytes / r.ms);
       sent += r.bytes;
@@ -121,7 +139,7 @@ export class MigrationsOut {
 
   private progress(m: Outgoing, round: number, remaining: number, dirtyRate: number): void {
     this.d.mesh().publish(subjects.migrationProgress(m.id), 'migration-progress', {
-      v: PROTO_VERSION, id: m.id, round, bytesSent: m.bytesSent, bytesRemaining: Math.max(0, remaining), dirtyBytesPerSec: dirtyRate,
+      v: PROTO_VERSION, id: m.id, round, bytesTotal: this.d.keeper.bytes(m.pid), bytesSent: m.bytesSent, bytesRemaining: Math.max(0, remaining), dirtyBytesPerSec: dirtyRate,
     });
   }
 

@@ -82,7 +82,8 @@ export class ProcessRegistry {
     let lastErr: unknown;
     for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
       const pid = this.nextPid();
-      const logPath = join(this.o.logsDir, `${job.replace(/[^A-Za-z0-9_.-]/g, '_')}-${pid}.log`);
+      // Pids come back (a process migrated away frees its pid here): the start time keeps each log its own.
+      const logPath = join(this.o.logsDir, `${job.replace(/[^A-Za-z0-9_.-]/g, '_')}-${pid}-${Date.now().toString(36)}.log`);
       try {
         const launched = launch({ argv: req.argv, env: { ...env, PHOS_JOB: job }, cwd: req.cwd, logPath, pid });
         const r = this.add({ pid, job, argv: req.argv, logPath, restoredFrom: null });
