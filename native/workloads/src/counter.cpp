@@ -1,6 +1,8 @@
 // counter: big cold buffers (several cuMemAlloc allocations) filled once and verified every K steps,
-// plus a hot buffer updated every step — a training loop's shape. Every value is checked against a
+// plus a hot buffer updated every step — a training loop's shape. With --devices N the cold buffers
+// alternate over N devices and the hot buffer is peer-copied to the second device every step. Every value is checked against a
 // pure-CPU model; --reference runs the model alone.
+#include <memory>
 #include <vector>
 
 #include "common.h"
@@ -71,17 +73,35 @@ int reference(const Cli &cli, const Layout &l) {
   return kExitOk;
 }
 
-// Verifies every cold buffer on the GPU against the pattern and the model's digests; returns the
-// sum of the device digests, or sets ok = false.
-uint64_t verify_cold(const Layout &l, const Model &m, CUfunction verify, const std::vector<CUdeviceptr> &cold,
-                     CUdeviceptr out, bool &ok) {
-  const size_t nb = cold.size();
+// One device's share of the work: its context, the module loaded in it (modules are per context on a
+// GPU), its functions and its 16-byte-per-buffer scratch.
+struct Gpu {
+  CUcontext ctx = nullptr;
+  Module *mod = nullptr;
+  CUfunction fill = nullptr, verify = nullptr, step = nullptr, digest = nullptr;
+  CUdeviceptr out = 0;
+};
+
+void use(const Gpu &g) { WL_CK(cuCtxSetCurrent(g.ctx)); }
+
+// Verifies every cold buffer on its own device against the pattern and the model's digests; returns
+// the sum of the device digests, or sets ok = false. Cold buffer b lives on device b % gpus.size().
+uint64_t verify_cold(const Layout &l, const Model &m, const std::vector<Gpu> &gpus, const std::vector<CUdeviceptr> &cold,
+                     bool &ok) {
+  const size_t nb = cold.size(), nd = gpus.size();
   std::vector<uint64_t> host(2 * nb);
-  WL_CK(cuMemsetD32Async(out, 0, 4 * nb, nullptr));
-  for (size_t b = 0; b < nb; ++b)
-    launch(verify, grid_for(l.words[b]), 1, nullptr, cold[b], l.words[b], l.cold_seed, l.base[b],
-           CUdeviceptr(out + 16 * b));
-  WL_CK(cuMemcpyDtoH(host.data(), out, 16 * nb));
+  for (size_t d = 0; d < nd; ++d) {
+    const Gpu &g = gpus[d];
+    use(g);
+    WL_CK(cuMemsetD32Async(g.out, 0, 4 * nb, nullptr));
+    for (size_t b = d; b < nb; b += nd)
+      launch(g.verify, grid_for(l.words[b]), 1, nullptr, cold[b], l.words[b], l.cold_seed, l.base[b],
+             CUdeviceptr(g.out + 16 * b));
+    std::vector<uint64_t> part(2 * nb);
+    WL_CK(cuMemcpyDtoH(part.data(), g.out, 16 * nb));
+    for (size_t b = d; b < nb; b += nd) host[2 * b] = part[2 * b], host[2 * b + 1] = part[2 * b + 1];
+  }
+  use(gpus[0]);
   uint64_t total = 0;
   for (size_t b = 0; b < nb; ++b) {
     if (host[2 * b] != 0 || host[2 * b + 1] != m.cold_digest(b)) {
@@ -95,49 +115,110 @@ uint64_t verify_cold(const Layout &l, const Model &m, CUfunction verify, const s
   return total;
 }
 
-int run(const Cli &cli, const Layout &l) {
-  Device device(static_cast<int>(cli.get("device")));
-  Module mod(kPtx);
-  const CUfunction fill = mod.fn("wl_counter_fill"), verify = mod.fn("wl_counter_verify"),
-                   step = mod.fn("wl_counter_step"), digest = mod.fn("wl_digest");
-  std::vector<CUdeviceptr> cold(l.words.size());
-  for (size_t b = 0; b < cold.size(); ++b) WL_CK(cuMemAlloc(&cold[b], l.words[b] * 8));
-  CUdeviceptr hot = 0, out = 0;
-  WL_CK(cuMemAlloc(&hot, l.hot_words * 8));
-  WL_CK(cuMemAlloc(&out, 16 * cold.size()));
+// Every device after the first may read and write the others' memory (a multi-GPU job's usual set-up).
+void enable_peers(const std::vector<Gpu> &gpus) {
+  for (const Gpu &a : gpus) {
+    use(a);
+    for (const Gpu &b : gpus)
+      if (&a != &b) WL_CK(cuCtxEnablePeerAccess(b.ctx, 0));
+  }
+  use(gpus[0]);
+}
 
-  for (size_t b = 0; b < cold.size(); ++b)
-    launch(fill, grid_for(l.words[b]), 1, nullptr, cold[b], l.words[b], l.cold_seed, l.base[b]);
-  launch(fill, grid_for(l.hot_words), 1, nullptr, hot, l.hot_words, l.hot_seed, uint64_t(0));
+// The hot buffer's copy on device 1 (several devices only): refreshed by a peer copy every step and
+// digested there, so each step touches both devices and moves bytes between them.
+uint64_t mirror_digest(const Layout &l, const std::vector<Gpu> &gpus, CUdeviceptr mirror, CUdeviceptr hot) {
+  const Gpu &g0 = gpus[0], &g1 = gpus[1];
+  WL_CK(cuMemcpyPeerAsync(mirror, g1.ctx, hot, g0.ctx, l.hot_words * 8, nullptr));
+  WL_CK(cuCtxSynchronize());
+  use(g1);
+  const uint64_t d = device_digest(g1.digest, mirror, l.hot_words, 0, g1.out, nullptr);
+  use(g0);
+  return d;
+}
+
+int run(const Cli &cli, const Layout &l) {
+  const uint64_t ndev = cli.get("devices");
+  if (ndev == 0 || ndev > 8) fail(kExitUsage, "--devices must be 1..8");
+  Device device(static_cast<int>(cli.get("device")));
+  std::vector<Gpu> gpus(ndev);
+  std::vector<std::unique_ptr<Module>> mods;
+  for (uint64_t d = 0; d < ndev; ++d) {
+    CUdevice dev = 0;
+    WL_CK(cuDeviceGet(&dev, static_cast<int>(device.dev() + d)));
+    WL_CK(cuDevicePrimaryCtxRetain(&gpus[d].ctx, dev));
+    use(gpus[d]);
+    mods.push_back(std::make_unique<Module>(kPtx));
+    Gpu &g = gpus[d];
+    g.mod = mods.back().get();
+    g.fill = g.mod->fn("wl_counter_fill"), g.verify = g.mod->fn("wl_counter_verify");
+    g.step = g.mod->fn("wl_counter_step"), g.digest = g.mod->fn("wl_digest");
+  }
+  if (ndev > 1) enable_peers(gpus);
+  std::vector<CUdeviceptr> cold(l.words.size());
+  for (size_t b = 0; b < cold.size(); ++b) {
+    use(gpus[b % ndev]);
+    WL_CK(cuMemAlloc(&cold[b], l.words[b] * 8));
+    launch(gpus[b % ndev].fill, grid_for(l.words[b]), 1, nullptr, cold[b], l.words[b], l.cold_seed, l.base[b]);
+  }
+  for (Gpu &g : gpus) {
+    use(g);
+    WL_CK(cuMemAlloc(&g.out, 16 * cold.size()));
+    WL_CK(cuCtxSynchronize());
+  }
+  CUdeviceptr hot = 0, mirror = 0;
+  if (ndev > 1) {
+    use(gpus[1]);
+    WL_CK(cuMemAlloc(&mirror, l.hot_words * 8));
+  }
+  const Gpu &g0 = gpus[0];
+  use(g0);
+  WL_CK(cuMemAlloc(&hot, l.hot_words * 8));
+  launch(g0.fill, grid_for(l.hot_words), 1, nullptr, hot, l.hot_words, l.hot_seed, uint64_t(0));
   WL_CK(cuCtxSynchronize());
 
   Model m(l);
   bool ok = true;
-  verify_cold(l, m, verify, cold, out, ok);
-  if (!ok || device_digest(digest, hot, l.hot_words, 0, out, nullptr) != m.hot_digest())
+  verify_cold(l, m, gpus, cold, ok);
+  if (!ok || device_digest(g0.digest, hot, l.hot_words, 0, g0.out, nullptr) != m.hot_digest() ||
+      (ndev > 1 && mirror_digest(l, gpus, mirror, hot) != m.hot_digest()))
     fail(kExitCorrupt, "the freshly filled buffers differ from the model");
   say("ready");
 
   const uint64_t every = cli.get("verify-every");
   uint64_t hot_dev = 0;
   const uint64_t ran = run_steps(cli, [&](uint64_t k) {
-    launch(step, grid_for(l.hot_words), 1, nullptr, hot, l.hot_words, k);
+    launch(g0.step, grid_for(l.hot_words), 1, nullptr, hot, l.hot_words, k);
     m.step(k);
-    hot_dev = device_digest(digest, hot, l.hot_words, 0, out, nullptr);
+    hot_dev = device_digest(g0.digest, hot, l.hot_words, 0, g0.out, nullptr);
     bool good = hot_dev == m.hot_digest();
-    if (every != 0 && k % every == 0) verify_cold(l, m, verify, cold, out, good);
+    if (ndev > 1 && mirror_digest(l, gpus, mirror, hot) != m.hot_digest()) {
+      std::fprintf(stderr, "counter: step %llu: the hot buffer's copy on device 1 differs\n", static_cast<unsigned long long>(k));
+      good = false;
+    }
+    if (every != 0 && k % every == 0) verify_cold(l, m, gpus, cold, good);
     return good;
   });
 
   ok = true;
-  const uint64_t cold_dev = verify_cold(l, m, verify, cold, out, ok);
+  const uint64_t cold_dev = verify_cold(l, m, gpus, cold, ok);
   const uint64_t sum = checksum(hot_dev, cold_dev);
   if (!ok || sum != checksum(m.hot_digest(), m.cold_total()))
     fail(kExitCorrupt, "final check after %llu steps differs from the model", static_cast<unsigned long long>(ran));
   print_checksum(sum);
-  for (CUdeviceptr p : cold) WL_CK(cuMemFree(p));
+  for (size_t b = 0; b < cold.size(); ++b) {
+    use(gpus[b % ndev]);
+    WL_CK(cuMemFree(cold[b]));
+  }
+  for (Gpu &g : gpus) {
+    use(g);
+    WL_CK(cuMemFree(g.out));
+  }
+  if (mirror) WL_CK(cuMemFree(mirror));
+  use(g0);
   WL_CK(cuMemFree(hot));
-  WL_CK(cuMemFree(out));
+  mods.clear();
+  for (uint64_t d = 0; d < ndev; ++d) cuDevicePrimaryCtxRelease(static_cast<CUdevice>(device.dev() + d));
   return kExitOk;
 }
 
@@ -150,7 +231,9 @@ int main(int argc, char **argv) {
           {{"mib", 16, "cold data, MiB, split over --buffers allocations"},
            {"buffers", 4, "cold allocations"},
            {"hot-kib", 256, "hot buffer, KiB, updated every step"},
-           {"verify-every", 10, "verify all cold data every K steps (0: only at the end)"}});
+           {"verify-every", 10, "verify all cold data every K steps (0: only at the end)"},
+           {"devices", 1, "devices --device.. used: cold buffers alternate over them; with 2 or more the hot buffer is "
+                          "peer-copied to the second every step (same checksum)"}});
   cli.parse(argc, argv);
   cli.print_config();
   const Layout l(cli);
