@@ -32,11 +32,13 @@ cp "$CACHE/node.xz" "$OUT/node.xz"
 
 # The agent and the CLI as single ESM files (msgpackr's optional native extension stays out).
 mkdir -p "$OUT/bundle"
-for entry in services/node-agent/src/main.ts:agent cli/src/main.ts:phos; do
+for entry in services/node-agent/src/main.ts:agent services/coordinator/src/main.ts:coordinator cli/src/main.ts:phos; do
   (cd "$ROOT" && npx esbuild "${entry%%:*}" --bundle --platform=node --format=esm --target=node20 \
     --outfile="$OUT/bundle/${entry##*:}.mjs" --external:msgpackr-extract --log-level=warning \
     "--banner:js=import { createRequire as __phosCreateRequire } from 'node:module'; const require = __phosCreateRequire(import.meta.url);")
 done
 [ -f "$ROOT/build/pccl/Release/pccl.node" ] || { echo "pack: build/pccl/Release/pccl.node missing; run: bash deploy/install.sh" >&2; exit 1; }
 cp "$ROOT/build/pccl/Release/pccl.node" "$OUT/pccl.node"
+# nats-server for the migration bench (a static binary from the Debian package).
+cp "$(command -v nats-server)" "$OUT/nats-server"
 du -sh "$OUT"
