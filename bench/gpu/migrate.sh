@@ -82,7 +82,7 @@ mesh_up() {
   for _ in $(seq 100); do grep -q 'Server is ready' "$STATE/nats.log" && break; sleep 0.1; done
   in_a env PHOS_LOG_LEVEL=info "$NODE" "$CARRY/bundle/coordinator.mjs" --nats $NATS >"$STATE/coordinator.log" 2>&1 &
   for _ in $(seq 200); do grep -q 'coordinator started' "$STATE/coordinator.log" && break; sleep 0.1; done
-  start_agent a $NSA 25000-27499 && start_agent b $NSB 27500-29999
+  start_agent a $NSA 40000-42499 && start_agent b $NSB 42500-44999
 }
 
 teardown() {

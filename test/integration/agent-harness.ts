@@ -46,6 +46,11 @@ function callAgent(socket: string, verb: string, body: Record<string, unknown>):
   });
 }
 
+/**
+ * Test files run in parallel, and a restore needs its pid free: each file has its own range.
+ * 21000 demo, 22000 agent-mesh, 23000 agent-checkpoint, 24000 agent-safe-refusal, 24500 agent-many-allocs,
+ * 25000 agent-images, 26000 agent-lazy, 27000 agent-rollback, 28000-28999 multihost migrate (two nodes).
+ */
 export async function startAgent(pidRange: string, extraEnv: Record<string, string> = {}): Promise<AgentHandle> {
   const dir = mkdtempSync(join(tmpdir(), 'phos-agent-'));
   const controlSocket = join(dir, 'control.sock');

@@ -34,7 +34,7 @@ describe('agent in the mesh', () => {
     cli = await openBus(nats.url, 'test-cli');
     const cfg = join(process.env.TMPDIR ?? '/tmp', `phos-mesh-${process.pid}.yaml`);
     writeFileSync(cfg, `nats: ${nats.url}\n`);
-    agent = await startAgent('25000-25499', { PHOS_AGENT_CONFIG: cfg });
+    agent = await startAgent('22000-22499', { PHOS_AGENT_CONFIG: cfg });
   }, 60_000);
   afterAll(async () => { await agent?.stop(); await cli?.close(); await coord?.stop(); await nats?.stop(); });
 

@@ -12,7 +12,7 @@ export type Mesh = LocalMesh & { dir: string };
 export async function startMesh(names: [string, string] = ['node-a', 'node-b']): Promise<Mesh> {
   const dir = mkdtempSync(join(tmpdir(), 'phos-mesh-'));
   try {
-    const m = await startLocalMesh({ nodes: names, dir, simDir: CUDASIM_DIR, pidBase: 26000, runDir: '/run/phos-mesh', env: { PHOS_LOG_LEVEL: 'info' } });
+    const m = await startLocalMesh({ nodes: names, dir, simDir: CUDASIM_DIR, pidBase: 28000, runDir: '/run/phos-mesh', env: { PHOS_LOG_LEVEL: 'info' } });
     return { ...m, dir, stop: async () => { await m.stop(); rmSync(dir, { recursive: true, force: true, maxRetries: 5 }); } };
   } catch (err) {
     rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
