@@ -10,8 +10,10 @@ export const MIGRATE_HELP = `usage: phos migrate --pid N --to NODE [options]
        phos migrate cancel ID
 
 Moves a running phos-managed process to another node while it keeps running: GPU memory is copied in
-rounds while the source runs, then a short cutover, then the target fills what is left on demand.
-Until the target resumes, any failure leaves the source running as if nothing happened.
+rounds while the source runs (each round re-sends only the chunks the app changed), then a short
+cutover: the app is frozen, the last changed chunks and its CPU image go over, and the target runs it
+from the received memory. Until the target runs it, any failure (cancel, timeout, a node or NATS gone)
+leaves the app running on the source as if nothing happened.
 
   --pid N             the process (a phos-managed pid on the source node)
   --to NODE           target node (see phos nodes)
@@ -19,7 +21,7 @@ Until the target resumes, any failure leaves the source running as if nothing ha
   --bandwidth RATE    cap on the data rate, e.g. 5GB/s, 500MiB/s (default: no cap)
   --max-downtime D    cutover budget, e.g. 1s, 800ms (default 1.5s)
   --timeout D         give up and roll back after D, e.g. 10m (default 30m)
-  --mode M            auto | precopy | postcopy (default auto)
+  --mode M            auto | precopy (default auto; both pre-copy, then cutover; postcopy is not built yet)
 ${NATS_HELP}
   --json              one JSON line per state change, then the final state
 
@@ -34,12 +36,14 @@ function localNode(): string {
   return hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64);
 }
 
-function progressLine(s: State, startedAt: number): string {
+function progressLine(s: State, startedAt: number, prev: State | null): string {
   const secs = Math.max((Date.now() - startedAt) / 1000, 0.001);
   const rate = s.bytesSent / secs;
   const eta = rate > 0 && s.bytesRemaining > 0 ? `${(s.bytesRemaining / rate).toFixed(0)}s` : '-';
+  // Remaining grows when a pre-copy round ends and the next one re-sends what the app changed meanwhile.
+  const why = prev && prev.phase === s.phase && s.bytesRemaining > prev.bytesRemaining ? '  (next round: re-sending chunks the app changed)' : '';
   return `${s.phase.padEnd(16)} sent ${formatBytes(s.bytesSent)} / ${formatBytes(s.bytesTotal)}  remaining ${formatBytes(s.bytesRemaining)}  ` +
-    `${formatBytes(rate)}/s  dirty ${formatBytes(s.dirtyBytesPerSec)}/s  eta ${eta}`;
+    `${formatBytes(rate)}/s  dirty ${formatBytes(s.dirtyBytesPerSec)}/s  eta ${eta}${why}`;
 }
 
 async function cancel(c: CoordClient, id: string | undefined, json: boolean): Promise<number> {
@@ -90,10 +94,11 @@ export async function migrate(argv: string[]): Promise<number> {
     let last: State | null = null;
     for await (const s of events) {
       if (s.id !== id) continue;
+      const prev = last;
       last = s;
       if (json) process.stdout.write(JSON.stringify(s) + '\n');
-      else if (tty) process.stderr.write(`\r\x1b[2K${progressLine(s, startedAt)}`);
-      else process.stderr.write(`${progressLine(s, startedAt)}\n`);
+      else if (tty) process.stderr.write(`\r\x1b[2K${progressLine(s, startedAt, prev)}`);
+      else process.stderr.write(`${progressLine(s, startedAt, prev)}\n`);
       if (TERMINAL.has(s.phase)) break;
     }
     if (tty) process.stderr.write('\n');
