@@ -136,7 +136,12 @@ export interface KeeperRegion extends Timing {
   id: number;
   /** Bytes held (spare allocations are rounded up to the driver's granularity). */
   size: number;
+  /** Device ordinal (the agent's driver view) whose memory it is. */
+  device: number;
 }
+
+/** Restore onto other GPUs: [old UUID, new UUID] ("GPU-…") for every GPU the process sees. */
+export type GpuPair = [string, string];
 
 export interface TransportListenOptions {
   /**
@@ -345,7 +350,7 @@ export interface HashChunksResult extends Timing {
 
 /** The native functions exactly as addon.cpp registers them, in its order; every field set. */
 interface NativePccl {
-  driverCheckpoint(op: DriverOp, pid: number, timeoutMs: number): Promise<Timing>;
+  driverCheckpoint(op: DriverOp, pid: number, timeoutMs: number, gpuPairs?: GpuPair[]): Promise<Timing>;
   driverState(pid: number): Promise<{ state: ProcessState; ms: number }>;
   restoreThreadId(pid: number): Promise<RestoreThread>;
   agentListen(path: string, onEvent: (e: AgentEvent) => void): void;
@@ -359,10 +364,10 @@ interface NativePccl {
   mapWrite(id: number, offset: number, bytes: Buffer): void;
   writeChunks(opts: { src: number; items: ChunkWriteItem[]; fsync: boolean }): Promise<WriteChunksResult>;
   readChunks(opts: { dst: number; items: ChunkReadItem[] }): Promise<ReadChunksResult>;
-  keeperImport(fd: number, size: number): Promise<KeeperRegion>;
+  keeperImport(fd: number, size: number, device: number): Promise<KeeperRegion>;
   keeperRelease(id: number): Promise<Timing>;
   keeperExportFd(id: number): Promise<number>;
-  keeperSpare(size: number): Promise<KeeperRegion>;
+  keeperSpare(size: number, device: number): Promise<KeeperRegion>;
   keeperCopy(dstId: number, dstOff: number, srcId: number, srcOff: number, length: number): Promise<Timing>;
   transportListen(opts: { host: string; port: number; streams: number; timeoutMs: number }, onEvent: (e: NativeTransportEvent) => void): TransportReceiver;
   transportRegisterDest(receiver: number, alloc: number, dest: { dst: number; offset: number }): void;
@@ -460,13 +465,15 @@ const HEX64 = /^[0-9a-f]{16}$/;
 /**
  * One step of the driver's process checkpoint on `pid` (cuCheckpointProcessLock/Checkpoint/Restore/Unlock),
  * on a worker thread. `timeoutMs` applies to lock only (0: wait forever; on timeout the process stays running).
- * Rejects with DRIVER_FAILED naming the CUDA error and the pid.
+ * `gpuPairs` (restore only) restores onto other GPUs (CUcheckpointRestoreArgs.gpuPairs): every GPU the
+ * process sees must be named. Rejects with DRIVER_FAILED naming the CUDA error and the pid.
  */
-export async function driverCheckpoint(op: DriverOp, pid: number, timeoutMs: number = DEFAULT_LOCK_TIMEOUT_MS): Promise<Timing> {
+export async function driverCheckpoint(op: DriverOp, pid: number, timeoutMs: number = DEFAULT_LOCK_TIMEOUT_MS, gpuPairs: GpuPair[] = []): Promise<Timing> {
   if (!DRIVER_OPS.includes(op)) throw badArgs(`driver checkpoint op must be one of ${DRIVER_OPS.join('|')}, got ${String(op)}`);
   const p = pidArg(pid);
   const t = uint('timeoutMs', timeoutMs, { max: 0xffffffff });
-  return callAsync(() => native().driverCheckpoint(op, p, t));
+  if (gpuPairs.length && op !== 'restore') throw badArgs('gpuPairs apply to restore only');
+  return callAsync(() => native().driverCheckpoint(op, p, t, gpuPairs));
 }
 
 /** cuCheckpointProcessGetState of `pid`. */
@@ -600,12 +607,13 @@ export async function readChunks(opts: ReadChunksOptions): Promise<ReadChunksRes
 
 /**
  * The keeper imports an app allocation by its POSIX fd (a dup is kept; the caller still owns and closes
- * `fd`) and maps it in the agent's context: the memory outlives the app's own mappings.
+ * `fd`) and maps it in the agent's context of `device` (the agent's ordinal of the GPU the memory is on):
+ * the memory outlives the app's own mappings.
  */
-export async function keeperImport(fd: number, size: number): Promise<KeeperRegion> {
+export async function keeperImport(fd: number, size: number, device = 0): Promise<KeeperRegion> {
   const f = uint('fd', fd, { max: 0x7fffffff });
   const s = uint('size', size, { min: 1 });
-  return callAsync(() => native().keeperImport(f, s));
+  return callAsync(() => native().keeperImport(f, s, uint('device', device, { max: 15 })));
 }
 
 /** Drops the keeper's reference; the id is invalid at once, the memory goes once no chunk job uses it. */
@@ -620,13 +628,13 @@ export async function keeperExportFd(id: number): Promise<number> {
   return callAsync(() => native().keeperExportFd(i));
 }
 
-/** Allocates keeper-owned device memory (rounded up to the granularity), e.g. for consistent snapshots. */
-export async function keeperSpare(size: number): Promise<KeeperRegion> {
+/** Allocates keeper-owned memory on `device` (rounded up to the granularity), e.g. for consistent snapshots. */
+export async function keeperSpare(size: number, device = 0): Promise<KeeperRegion> {
   const s = uint('size', size, { min: 1 });
-  return callAsync(() => native().keeperSpare(s));
+  return callAsync(() => native().keeperSpare(s, uint('device', device, { max: 15 })));
 }
 
-/** Device-to-device copy between keeper regions (cuMemcpyDtoD). */
+/** Device-to-device copy between keeper regions (cuMemcpyDtoD; a peer copy when they are on two devices). */
 export async function keeperCopy(dstId: number, dstOff: number, srcId: number, srcOff: number, length: number): Promise<Timing> {
   const d = idArg('dstId', dstId);
   const s = idArg('srcId', srcId);

@@ -19,6 +19,8 @@ export const PROCESS_STATES = Object.freeze([
 export type ProcessStateName = (typeof PROCESS_STATES)[number];
 
 const head = { v: s.uint(), id: s.uint() };
+const GPU_MAP_ENTRY = s.object({ from: s.uint(), to: s.uint() });
+export type GpuMapEntry = Infer<typeof GPU_MAP_ENTRY>;
 
 export const CONTROL_REQUEST_SCHEMAS = {
   /** Is the agent there? Result: { node, pid, version }. */
@@ -38,8 +40,12 @@ export const CONTROL_REQUEST_SCHEMAS = {
   'pre-dump': s.object({ ...head, verb: s.literal('pre-dump'), pid: s.uint(), dir: s.string(), parent: s.optional(s.nullable(s.string())) }),
   /** Dump a managed process into `dir`; it ends once the image is sealed. */
   dump: s.object({ ...head, verb: s.literal('dump'), pid: s.uint(), dir: s.string(), parent: s.optional(s.nullable(s.string())) }),
-  /** Restore the image in `dir` on this node. Result: ProcessInfo of the restored process. */
-  restore: s.object({ ...head, verb: s.literal('restore'), dir: s.string() }),
+  /**
+   * Restore the image in `dir` on this node. Result: ProcessInfo of the restored process. `gpuMap`: onto
+   * other GPUs, image device ordinal `from` -> this node's ordinal `to`; GPUs it does not name go to the
+   * ones left over (their own first), so every GPU the process saw is mapped.
+   */
+  restore: s.object({ ...head, verb: s.literal('restore'), dir: s.string(), gpuMap: s.optional(s.array(GPU_MAP_ENTRY)) }),
 } as const satisfies Record<ControlVerb, Schema>;
 
 export type ControlRequest<V extends ControlVerb = ControlVerb> = V extends ControlVerb ? Infer<(typeof CONTROL_REQUEST_SCHEMAS)[V]> : never;

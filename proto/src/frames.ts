@@ -41,6 +41,11 @@ export const FRAME_SCHEMAS = {
     device: s.uint(), stagingBytes: s.uint(),
     /** true when libphos reconnects after a freeze (same process, or restored by CRIU). */
     resume: s.optional(s.bool()),
+    /**
+     * The UUID ("GPU-…") of every device ordinal the process sees, in ordinal order, asked afresh at each
+     * hello: after a restore onto other GPUs the same ordinal names another GPU.
+     */
+    gpus: s.optional(s.array(s.string())),
   }),
   /** agent -> libphos, answer to hello. */
   welcome: s.object({ v: s.uint(), t: s.literal('welcome'), node: s.string() }),
@@ -49,6 +54,8 @@ export const FRAME_SCHEMAS = {
     v: s.uint(), t: s.literal('alloc'), id: s.uint(), va: s.uint(), size: s.uint(),
     /** 'slab': libphos's own allocator slab; 'app': a handle the app created with cuMemCreate (va 0 until mapped). */
     kind: s.optional(s.oneOf(['slab', 'app'] as const)),
+    /** Device ordinal (the process's view) whose memory this is; absent = 0. */
+    device: s.optional(s.uint()),
   }),
   /** libphos -> agent: a slab was released; the keeper drops its reference. */
   free: s.object({ v: s.uint(), t: s.literal('free'), id: s.uint() }),
@@ -90,7 +97,11 @@ export const OP_RESULTS = {
   /** bytes: copied into spare memory when the freeze carried spare fds. */
   freeze: s.object({ ms: s.number(), bytes: s.optional(s.uint()) }),
   /** remaining: allocations still dropped (more than 16 fds span several thaw frames; libphos unblocks at 0). */
-  thaw: s.object({ ms: s.number(), remaining: s.optional(s.uint()) }),
+  thaw: s.object({
+    ms: s.number(), remaining: s.optional(s.uint()),
+    /** Last thaw frame: the UUID per device ordinal now (a driver restore onto other GPUs follows the resume hello). */
+    gpus: s.optional(s.array(s.string())),
+  }),
   gate: s.object({ pending: s.uint() }),
   rollback: s.object({}),
 } as const satisfies Record<Op, Schema>;

@@ -7,5 +7,5 @@ export { MESSAGE_SCHEMAS, MESSAGE_TYPES, MIGRATION_PHASES, MIGRATION_MODES, REPL
 export { MANIFEST_SCHEMA, type Manifest } from './manifest.ts';
 export { subjects, buckets, NODE_NAME } from './subjects.ts';
 export { encode, encodeFrame, decodeFrame, encodeMessage, decodeMessage, encodeReply, decodeReply } from './codec.ts';
-export { CONTROL_VERBS, CONTROL_REQUEST_SCHEMAS, CONTROL_EVENT_SCHEMAS, CONTROL_PHASES, PROCESS_STATES, PROCESS_INFO_SCHEMA, CHECKPOINT_RESULT_SCHEMA, IMAGE_AGENT_SCHEMA, IMAGE_PATHS, parseControlLine, type ControlVerb, type ControlRequest, type ControlEvent, type ControlEventType, type ControlPhase, type ProcessInfo, type ProcessStateName, type CheckpointResult, type ImageAgentSection, type ImagePath } from './control.ts';
+export { CONTROL_VERBS, CONTROL_REQUEST_SCHEMAS, CONTROL_EVENT_SCHEMAS, CONTROL_PHASES, PROCESS_STATES, PROCESS_INFO_SCHEMA, CHECKPOINT_RESULT_SCHEMA, IMAGE_AGENT_SCHEMA, IMAGE_PATHS, parseControlLine, type ControlVerb, type ControlRequest, type ControlEvent, type ControlEventType, type ControlPhase, type ProcessInfo, type ProcessStateName, type CheckpointResult, type ImageAgentSection, type ImagePath, type GpuMapEntry } from './control.ts';
 export { FAULT_POINTS, AGENT_FAULT_POINTS, isFaultPoint, activeFault, type FaultPoint, type AgentFaultPoint } from './faults.ts';

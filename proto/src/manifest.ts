@@ -13,7 +13,13 @@ export const MANIFEST_SCHEMA = s.object({
   vaRegion: s.object({ base: s.uint(), size: s.uint() }),
   chunkSize: s.uint(),
   /** Device memory the process held, in the order libphos created it. */
-  allocations: s.array(s.object({ id: s.uint(), va: s.uint(), size: s.uint() })),
+  allocations: s.array(s.object({
+    id: s.uint(), va: s.uint(), size: s.uint(),
+    /** Device ordinal (the process's view) the allocation lives on; absent = 0. */
+    device: s.optional(s.uint()),
+  })),
+  /** UUID of each device ordinal the process saw when it was checkpointed (index = ordinal); absent = one GPU. */
+  gpus: s.optional(s.array(s.string())),
   /** One entry per chunk of every allocation: its 64-bit hash (hex) and the file under gpu/ holding it. */
   chunks: s.array(s.object({ alloc: s.uint(), index: s.uint(), hash: hex64, file: s.string() })),
   criu: s.object({ version: s.string(), dir: s.string() }),

@@ -88,7 +88,7 @@ bool send_frame(const msgpack::Writer& w, int pass_fd) {
   return true;
 }
 
-void send_alloc(uint64_t id, uint64_t va, uint64_t size, CUmemGenericAllocationHandle h, const char* kind) {
+void send_alloc(uint64_t id, uint64_t va, uint64_t size, CUmemGenericAllocationHandle h, const char* kind, int dev) {
   int fd = -1;
   CUresult r = PHOS_REAL(cuMemExportToShareableHandle, &fd, h, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
   if (r != CUDA_SUCCESS || fd < 0) {
@@ -98,11 +98,12 @@ void send_alloc(uint64_t id, uint64_t va, uint64_t size, CUmemGenericAllocationH
   }
   msgpack::Writer w;
   bool app = strcmp(kind, "slab") != 0;
-  frame_begin(w, PHOS_FRAME_ALLOC, app ? 4 : 3);
+  frame_begin(w, PHOS_FRAME_ALLOC, (app ? 4 : 3) + (dev > 0 ? 1 : 0));
   w.kv(PHOS_F_ALLOC_ID, id);
   w.kv(PHOS_F_ALLOC_VA, va);
   w.kv(PHOS_F_ALLOC_SIZE, size);
-  if (app) w.kv("kind", kind);  // extra field: an app cuMemCreate handle, not mapped by libphos (va 0)
+  if (app) w.kv(PHOS_F_ALLOC_KIND, kind);  // an app cuMemCreate handle, not mapped by libphos (va 0)
+  if (dev > 0) w.kv(PHOS_F_ALLOC_DEVICE, static_cast<uint64_t>(dev));  // absent = device 0
   send_frame(w, fd);
   close(fd);
 }
@@ -326,6 +327,8 @@ void on_fork_child() {
   g_state.store(kOff);
 }
 
+
+
 bool connect_and_hello(const Options& o, bool resume) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
@@ -365,8 +368,9 @@ bool connect_and_hello(const Options& o, bool resume) {
   CUdevice dev = 0;
   RegionInfo reg;
   if (vmm_region(&reg)) dev = reg.dev;
+  std::vector<std::string> gpus = agent_gpu_uuids();
   msgpack::Writer w;
-  frame_begin(w, PHOS_FRAME_HELLO, resume ? 7 : 6);
+  frame_begin(w, PHOS_FRAME_HELLO, (resume ? 7 : 6) + (gpus.empty() ? 0 : 1));
   w.kv(PHOS_F_HELLO_PID, static_cast<uint64_t>(getpid()));
   w.kv(PHOS_F_HELLO_JOB, o.job);
   w.kv(PHOS_F_HELLO_VABASE, o.va_base);
@@ -374,6 +378,11 @@ bool connect_and_hello(const Options& o, bool resume) {
   w.kv(PHOS_F_HELLO_DEVICE, static_cast<uint64_t>(dev < 0 ? 0 : dev));
   w.kv(PHOS_F_HELLO_STAGINGBYTES, g_staging_fd >= 0 ? o.staging_bytes : 0);
   if (resume) w.kvb(PHOS_F_HELLO_RESUME, true);
+  if (!gpus.empty()) {
+    w.str(PHOS_F_HELLO_GPUS);
+    w.array(static_cast<uint32_t>(gpus.size()));
+    for (const std::string& u : gpus) w.str(u);
+  }
   g_state.store(kConnecting);
   if (!send_frame(w, g_staging_fd)) return false;
   return true;
@@ -397,8 +406,8 @@ void agent_start() {
     // Replay what exists, then go up, both under the VMM lock: a slab created concurrently is either
     // replayed here or announced by its creator after kUp, never both and never neither.
     std::lock_guard<std::mutex> lk(vmm_lock());
-    vmm_for_each_physical([](uint64_t id, uint64_t va, uint64_t size, CUmemGenericAllocationHandle h, const char* kind) {
-      send_alloc(id, va, size, h, kind);
+    vmm_for_each_physical([](uint64_t id, uint64_t va, uint64_t size, CUmemGenericAllocationHandle h, const char* kind, int dev) {
+      send_alloc(id, va, size, h, kind, dev);
     });
     int c = kConnecting;
     if (!g_state.compare_exchange_strong(c, kUp)) {  // a send failed during replay
@@ -428,9 +437,9 @@ void agent_start() {
 
 bool agent_connected() { return g_state.load(std::memory_order_acquire) == kUp; }
 
-void agent_alloc_added(uint64_t id, uint64_t va, uint64_t size, CUmemGenericAllocationHandle h, const char* kind) {
+void agent_alloc_added(uint64_t id, uint64_t va, uint64_t size, CUmemGenericAllocationHandle h, const char* kind, int dev) {
   if (g_state.load(std::memory_order_acquire) != kUp) return;
-  send_alloc(id, va, size, h, kind);
+  send_alloc(id, va, size, h, kind, dev);
 }
 
 void agent_alloc_removed(uint64_t id) {
@@ -460,6 +469,23 @@ void agent_close_for_freeze() {
   g_state.store(kReconnecting);
   int fd = g_fd.load();
   if (fd >= 0) shutdown(fd, SHUT_RDWR);  // the receive loop ends; the link thread starts reconnecting
+}
+
+std::vector<std::string> agent_gpu_uuids() {
+  std::vector<std::string> out;
+  int n = 0;
+  if (PHOS_REAL(cuDeviceGetCount, &n) != CUDA_SUCCESS) return out;
+  for (int i = 0; i < n && i < 64; ++i) {
+    CUdevice d = 0;
+    CUuuid u{};
+    if (PHOS_REAL(cuDeviceGet, &d, i) != CUDA_SUCCESS || PHOS_REAL(cuDeviceGetUuid_v2, &u, d) != CUDA_SUCCESS) return {};
+    const auto* b = reinterpret_cast<const unsigned char*>(u.bytes);
+    char buf[48];
+    snprintf(buf, sizeof buf, "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    out.push_back(buf);
+  }
+  return out;
 }
 
 }  // namespace phos::hijack

@@ -17,10 +17,15 @@ void agent_start();
 bool agent_connected();
 
 /// A physical slab (or an app VMM handle) appeared: export its POSIX fd and send `alloc` (keeper).
-/// `va` is 0 for an app handle that is not mapped by libphos. Called under the VMM lock.
-void agent_alloc_added(uint64_t id, uint64_t va, uint64_t size, CUmemGenericAllocationHandle h, const char* kind);
+/// `va` is 0 for an app handle that is not mapped by libphos; `dev` the device ordinal of the memory.
+/// Called under the VMM lock.
+void agent_alloc_added(uint64_t id, uint64_t va, uint64_t size, CUmemGenericAllocationHandle h, const char* kind, int dev);
 /// It was released: send `free`. Called under the VMM lock.
 void agent_alloc_removed(uint64_t id);
+
+/// "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" per device ordinal, asked now (hello, thaw): after a restore
+/// onto other GPUs an ordinal names another GPU. Empty before cuInit or when the driver cannot say.
+std::vector<std::string> agent_gpu_uuids();
 
 /// Sends event {kind, chunks} (best effort; nothing when the link is down). Any thread.
 void agent_send_event(const char* kind, const std::vector<uint32_t>& chunks);

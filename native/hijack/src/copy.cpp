@@ -102,6 +102,32 @@ CUresult hook_cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t
   return PHOS_REAL(cuMemcpyDtoDAsync_v2_ptsz, dst, src, n, s);
 }
 
+// Peer copies: both sides are device memory (of any device), so both may be pending after a restore.
+CUresult hook_cuMemcpyPeer(CUdeviceptr dst, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n) {
+  GateGuard g;
+  if (g_ondemand.load(std::memory_order_relaxed)) ondemand_wait_ranges(dst, n, src, n);
+  return PHOS_REAL(cuMemcpyPeer, dst, dc, src, sc, n);
+}
+
+CUresult hook_cuMemcpyPeer_ptds(CUdeviceptr dst, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n) {
+  GateGuard g;
+  if (g_ondemand.load(std::memory_order_relaxed)) ondemand_wait_ranges(dst, n, src, n);
+  return PHOS_REAL(cuMemcpyPeer_ptds, dst, dc, src, sc, n);
+}
+
+CUresult hook_cuMemcpyPeerAsync(CUdeviceptr dst, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n, CUstream s) {
+  GateGuard g;
+  if (g_ondemand.load(std::memory_order_relaxed)) ondemand_wait_ranges(dst, n, src, n);
+  return PHOS_REAL(cuMemcpyPeerAsync, dst, dc, src, sc, n, s);
+}
+
+CUresult hook_cuMemcpyPeerAsync_ptsz(CUdeviceptr dst, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n,
+                                     CUstream s) {
+  GateGuard g;
+  if (g_ondemand.load(std::memory_order_relaxed)) ondemand_wait_ranges(dst, n, src, n);
+  return PHOS_REAL(cuMemcpyPeerAsync_ptsz, dst, dc, src, sc, n, s);
+}
+
 CUresult hook_cuMemsetD8_v2(CUdeviceptr dst, unsigned char v, size_t n) {
   GateGuard g;
   if (g_ondemand.load(std::memory_order_relaxed)) ondemand_wait_range(dst, static_cast<uint64_t>(n) * 1);

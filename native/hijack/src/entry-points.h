@@ -66,6 +66,10 @@
   X(cuMemcpyHtoDAsync_v2_ptsz, PFN_cuMemcpyHtoDAsync_v7000_ptsz)            \
   X(cuMemcpyHtoD_v2, PFN_cuMemcpyHtoD_v3020)                                \
   X(cuMemcpyHtoD_v2_ptds, PFN_cuMemcpyHtoD_v7000_ptds)                      \
+  X(cuMemcpyPeer, PFN_cuMemcpyPeer_v4000)                                   \
+  X(cuMemcpyPeerAsync, PFN_cuMemcpyPeerAsync_v4000)                         \
+  X(cuMemcpyPeerAsync_ptsz, PFN_cuMemcpyPeerAsync_v7000_ptsz)               \
+  X(cuMemcpyPeer_ptds, PFN_cuMemcpyPeer_v7000_ptds)                         \
   X(cuMemcpy_ptds, PFN_cuMemcpy_v7000_ptds)                                 \
   X(cuMemsetD16Async, PFN_cuMemsetD16Async_v3020)                           \
   X(cuMemsetD16Async_ptsz, PFN_cuMemsetD16Async_v7000_ptsz)                 \
@@ -101,6 +105,10 @@
   X(cuCtxGetStreamPriorityRange, PFN_cuCtxGetStreamPriorityRange_v5050)     \
   X(cuCtxSetCurrent, PFN_cuCtxSetCurrent_v4000)                             \
   X(cuCtxSynchronize, PFN_cuCtxSynchronize_v2000)                           \
+  X(cuDeviceCanAccessPeer, PFN_cuDeviceCanAccessPeer_v4000)                 \
+  X(cuDeviceGet, PFN_cuDeviceGet_v2000)                                     \
+  X(cuDeviceGetCount, PFN_cuDeviceGetCount_v2000)                           \
+  X(cuDeviceGetUuid_v2, PFN_cuDeviceGetUuid_v11040)                         \
   X(cuFuncGetParamInfo, PFN_cuFuncGetParamInfo_v12040)                      \
   X(cuKernelGetParamInfo, PFN_cuKernelGetParamInfo_v12040)                  \
   X(cuMemExportToShareableHandle, PFN_cuMemExportToShareableHandle_v10020)  \

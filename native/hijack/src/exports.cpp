@@ -68,6 +68,10 @@ PHOS_API CUresult cuMemcpyDtoHAsync_v2_ptsz(void* dst, CUdeviceptr src, size_t n
 PHOS_API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) { return hook_cuMemcpyDtoD_v2(dst, src, n); }
 PHOS_API CUresult cuMemcpyDtoD_v2_ptds(CUdeviceptr dst, CUdeviceptr src, size_t n) { return hook_cuMemcpyDtoD_v2_ptds(dst, src, n); }
 PHOS_API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) { return hook_cuMemcpyDtoDAsync_v2(dst, src, n, s); }
+PHOS_API CUresult cuMemcpyPeer(CUdeviceptr d, CUcontext dc, CUdeviceptr s, CUcontext sc, size_t n) { return hook_cuMemcpyPeer(d, dc, s, sc, n); }
+PHOS_API CUresult cuMemcpyPeer_ptds(CUdeviceptr d, CUcontext dc, CUdeviceptr s, CUcontext sc, size_t n) { return hook_cuMemcpyPeer_ptds(d, dc, s, sc, n); }
+PHOS_API CUresult cuMemcpyPeerAsync(CUdeviceptr d, CUcontext dc, CUdeviceptr s, CUcontext sc, size_t n, CUstream st) { return hook_cuMemcpyPeerAsync(d, dc, s, sc, n, st); }
+PHOS_API CUresult cuMemcpyPeerAsync_ptsz(CUdeviceptr d, CUcontext dc, CUdeviceptr s, CUcontext sc, size_t n, CUstream st) { return hook_cuMemcpyPeerAsync_ptsz(d, dc, s, sc, n, st); }
 PHOS_API CUresult cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) { return hook_cuMemcpyDtoDAsync_v2_ptsz(dst, src, n, s); }
 PHOS_API CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char v, size_t n) { return hook_cuMemsetD8_v2(dst, v, n); }
 PHOS_API CUresult cuMemsetD8_v2_ptds(CUdeviceptr dst, unsigned char v, size_t n) { return hook_cuMemsetD8_v2_ptds(dst, v, n); }

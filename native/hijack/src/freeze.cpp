@@ -61,9 +61,11 @@ class OpScope {
   bool mode_set_ = false;
 };
 
-void rep_ok(uint64_t id, double t0, int64_t bytes = -1, int64_t remaining = -1, int64_t pending = -1) {
+void rep_ok(uint64_t id, double t0, int64_t bytes = -1, int64_t remaining = -1, int64_t pending = -1,
+            const std::vector<std::string>* gpus = nullptr) {
   msgpack::Writer w;
-  uint32_t n = 2 + (t0 >= 0 ? 1 : 0) + (bytes >= 0) + (remaining >= 0) + (pending >= 0);
+  bool g = gpus && !gpus->empty();
+  uint32_t n = 2 + (t0 >= 0 ? 1 : 0) + (bytes >= 0) + (remaining >= 0) + (pending >= 0) + (g ? 1 : 0);
   frame_begin(w, PHOS_FRAME_REP, n);
   w.kv(PHOS_F_REP_ID, id);
   w.kvb(PHOS_F_REP_OK, true);
@@ -74,10 +76,30 @@ void rep_ok(uint64_t id, double t0, int64_t bytes = -1, int64_t remaining = -1, 
   if (bytes >= 0) w.kv("bytes", static_cast<uint64_t>(bytes));
   if (remaining >= 0) w.kv("remaining", static_cast<uint64_t>(remaining));
   if (pending >= 0) w.kv("pending", static_cast<uint64_t>(pending));
+  if (g) {
+    w.str("gpus");
+    w.array(static_cast<uint32_t>(gpus->size()));
+    for (const std::string& u : *gpus) w.str(u);
+  }
   agent_send(w, -1);
 }
 
 std::string cu_err(const char* what, CUresult r) { return std::string(what) + " failed: CUresult " + std::to_string(r); }
+
+// Synchronises the current (region) context and every other device's context the app allocated in:
+// a freeze drops the memory of all devices together, so work on each must be done. The region's
+// context is current again afterwards.
+CUresult drain_devices() {
+  CUcontext cur = nullptr;
+  PHOS_REAL(cuCtxGetCurrent, &cur);
+  CUresult r = PHOS_REAL(cuCtxSynchronize);
+  for (CUcontext c : vmm_device_contexts()) {
+    if (r != CUDA_SUCCESS || c == cur) continue;
+    if ((r = PHOS_REAL(cuCtxSetCurrent, c)) == CUDA_SUCCESS) r = PHOS_REAL(cuCtxSynchronize);
+  }
+  PHOS_REAL(cuCtxSetCurrent, cur);
+  return r;
+}
 
 // Closes the gate and waits for the GPU to finish everything the app queued. On failure the gate is open
 // again and `err` says why.
@@ -87,7 +109,7 @@ bool block_and_drain(const char** code, std::string* err) {
     *err = "app calls still inside the driver after " + std::to_string(kDrainTimeoutMs) + " ms";
     return false;
   }
-  CUresult r = PHOS_REAL(cuCtxSynchronize);
+  CUresult r = drain_devices();
   if (r != CUDA_SUCCESS) {
     gate_open();
     *code = PHOS_ERR_DRIVER_FAILED;
@@ -241,7 +263,10 @@ void op_thaw(uint64_t id, const std::vector<uint64_t>& ids, const std::vector<ui
   g_stash.clear();
   g_frozen.store(false);
   PHOS_LOG(info, "thawed in %.2f ms; %u chunk(s) pending", now_ms() - t0, armed);
-  rep_ok(id, t0, -1, 0);
+  // The GPUs as the driver names them now: the resume hello came before the driver restore, which may
+  // have moved this process onto other GPUs.
+  std::vector<std::string> gpus = agent_gpu_uuids();
+  rep_ok(id, t0, -1, 0, -1, &gpus);
   gate_open();
 }
 

@@ -31,6 +31,7 @@ inline uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1)
 
 struct Slab {
   uint64_t id, va, size;
+  int dev;                         // device ordinal whose memory this is
   CUmemGenericAllocationHandle h;  // 0 while frozen (the keeper holds the memory)
   RangeAlloc heap;
 };
@@ -93,6 +94,11 @@ uint64_t g_next_id = 1;
 uint64_t g_slab_bytes = 0, g_slab_used = 0, g_alloc_bytes = 0, g_handle_bytes = 0, g_passthrough_bytes = 0;
 std::atomic<int64_t> g_internal_bytes{0};
 uint64_t g_baseline_used = 0;
+// Per device ordinal: the context the app first allocated in there (a freeze drains each one), and the
+// slab bytes held there (accounting compares only the region device's with cuMemGetInfo).
+constexpr int kMaxDevices = 16;
+CUcontext g_dev_ctx[kMaxDevices] = {};
+uint64_t g_dev_slab_bytes[kMaxDevices] = {};
 
 bool disabled() { return options().disabled; }
 
@@ -143,17 +149,41 @@ bool region_init_locked() {
   return true;
 }
 
-// The region is ready and the current context's device is the region's device.
-bool region_for_current() {
+// The region is ready and the current context has a device libphos can serve; `dev` gets its ordinal.
+// One region serves every device: a VA reservation is not tied to a device, each slab is.
+bool region_for_current(CUdevice* dev) {
   int s = g_region_state.load(std::memory_order_acquire);
   if (s == kFailed) return false;
   if (s == kNone) {
     std::lock_guard<std::mutex> lk(g_mu);
     if (!region_init_locked()) return false;
   }
-  CUdevice dev = -1;
-  if (PHOS_REAL(cuCtxGetDevice, &dev) != CUDA_SUCCESS) return false;
-  return dev == g_region.dev;
+  CUcontext ctx = nullptr;
+  if (PHOS_REAL(cuCtxGetDevice, dev) != CUDA_SUCCESS || *dev < 0 || *dev >= kMaxDevices) return false;
+  if (PHOS_REAL(cuCtxGetCurrent, &ctx) != CUDA_SUCCESS || !ctx) return false;
+  std::lock_guard<std::mutex> lk(g_mu);
+  if (!g_dev_ctx[*dev]) g_dev_ctx[*dev] = ctx;
+  return true;
+}
+
+// Who may touch a slab of device `dev`: dev itself read-write, and every device that can reach it
+// peer-to-peer. cuCtxEnablePeerAccess covers cuMemAlloc memory but not VMM mappings, and libphos serves
+// cuMemAlloc from VMM slabs, so the grant an app expects from enabling peer access is given up front.
+std::vector<CUmemAccessDesc> slab_access(int dev) {
+  std::vector<CUmemAccessDesc> out;
+  int n = 0;
+  if (PHOS_REAL(cuDeviceGetCount, &n) != CUDA_SUCCESS) n = 0;
+  for (int d = 0; d < std::max(n, dev + 1) && d < kMaxDevices; ++d) {
+    int can = d == dev;
+    if (!can && PHOS_REAL(cuDeviceCanAccessPeer, &can, d, dev) != CUDA_SUCCESS) can = 0;
+    if (!can) continue;
+    CUmemAccessDesc a{};
+    a.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    a.location.id = d;
+    a.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    out.push_back(a);
+  }
+  return out;
 }
 
 void release_slab_locked(Slab* s) {
@@ -161,20 +191,21 @@ void release_slab_locked(Slab* s) {
   PHOS_REAL(cuMemRelease, s->h);
   B().va.free(s->va - g_region.base, s->size);
   g_slab_bytes -= s->size;
+  g_dev_slab_bytes[s->dev] -= s->size;
   agent_alloc_removed(s->id);
   PHOS_LOG(debug, "slab %llu released (0x%llx, %llu bytes)", (unsigned long long)s->id,
            (unsigned long long)s->va, (unsigned long long)s->size);
   B().slabs.erase(std::find_if(B().slabs.begin(), B().slabs.end(), [s](auto& p) { return p.get() == s; }));
 }
 
-// Creates and maps one slab of at least `len` bytes. pre: g_mu held, region ready.
-CUresult new_slab_locked(uint64_t len, Slab** out) {
+// Creates and maps one slab of at least `len` bytes on device `dev`. pre: g_mu held, region ready.
+CUresult new_slab_locked(uint64_t len, int dev, Slab** out) {
   uint64_t size = std::max<uint64_t>(round_up(len, kChunkBytes), options().slab_bytes);
   size = round_up(size, kChunkBytes);
   CUmemAllocationProp prop{};
   prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
   prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  prop.location.id = g_region.dev;
+  prop.location.id = dev;
   prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
   CUmemGenericAllocationHandle h = 0;
   CUresult r = PHOS_REAL(cuMemCreate, &h, size, &prop, 0);
@@ -193,10 +224,8 @@ CUresult new_slab_locked(uint64_t len, Slab** out) {
   uint64_t va = g_region.base + off;
   r = PHOS_REAL(cuMemMap, va, size, 0, h, 0);
   if (r == CUDA_SUCCESS) {
-    CUmemAccessDesc acc{};
-    acc.location = prop.location;
-    acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-    r = PHOS_REAL(cuMemSetAccess, va, size, &acc, 1);
+    std::vector<CUmemAccessDesc> acc = slab_access(dev);
+    r = PHOS_REAL(cuMemSetAccess, va, size, acc.data(), acc.size());
     if (r != CUDA_SUCCESS) PHOS_REAL(cuMemUnmap, va, size);
   }
   if (r != CUDA_SUCCESS) {
@@ -208,21 +237,23 @@ CUresult new_slab_locked(uint64_t len, Slab** out) {
   s->id = g_next_id++;
   s->va = va;
   s->size = size;
+  s->dev = dev;
   s->h = h;
   s->heap.reset(size);
   *out = s.get();
   B().slabs.push_back(std::move(s));
   g_slab_bytes += size;
+  g_dev_slab_bytes[dev] += size;
   if (g_slab_bytes > g_vmm_totals.slab_peak_bytes.load(std::memory_order_relaxed))
     g_vmm_totals.slab_peak_bytes.store(g_slab_bytes, std::memory_order_relaxed);
-  agent_alloc_added((*out)->id, va, size, h, "slab");
-  PHOS_LOG(debug, "slab %llu at 0x%llx, %llu bytes", (unsigned long long)(*out)->id, (unsigned long long)va,
-           (unsigned long long)size);
+  agent_alloc_added((*out)->id, va, size, h, "slab", dev);
+  PHOS_LOG(debug, "slab %llu at 0x%llx, %llu bytes, device %d", (unsigned long long)(*out)->id,
+           (unsigned long long)va, (unsigned long long)size, dev);
   return CUDA_SUCCESS;
 }
 
-// Serves `size` bytes from the slabs. Returns NOT_PERMITTED when the caller should pass through.
-CUresult alloc_locked(uint64_t size, CUdeviceptr* p) {
+// Serves `size` bytes from device `dev`'s slabs. Returns NOT_PERMITTED when the caller should pass through.
+CUresult alloc_locked(uint64_t size, int dev, CUdeviceptr* p) {
   bool small = size <= kSmallMax;
   uint64_t len = small ? round_up(size, kSmallAlign) : round_up(size, kChunkBytes);
   uint64_t align = small ? kSmallAlign : kChunkBytes;
@@ -230,11 +261,12 @@ CUresult alloc_locked(uint64_t size, CUdeviceptr* p) {
   Slab* slab = nullptr;
   uint64_t off = RangeAlloc::kFail;
   for (auto& s : B().slabs) {
+    if (s->dev != dev) continue;
     off = s->heap.alloc(len, align, boundary);
     if (off != RangeAlloc::kFail) { slab = s.get(); break; }
   }
   if (!slab) {
-    CUresult r = new_slab_locked(len, &slab);
+    CUresult r = new_slab_locked(len, dev, &slab);
     if (r != CUDA_SUCCESS) return r;
     off = slab->heap.alloc(len, align, boundary);
     if (off == RangeAlloc::kFail) return CUDA_ERROR_OUT_OF_MEMORY;  // cannot happen: the slab fits len
@@ -350,10 +382,18 @@ bool vmm_region(RegionInfo* out) {
 void vmm_note_internal(int64_t delta) { g_internal_bytes.fetch_add(delta, std::memory_order_relaxed); }
 
 void vmm_for_each_physical(
-    const std::function<void(uint64_t, uint64_t, uint64_t, CUmemGenericAllocationHandle, const char*)>& fn) {
-  for (auto& s : B().slabs) fn(s->id, s->va, s->size, s->h, "slab");
+    const std::function<void(uint64_t, uint64_t, uint64_t, CUmemGenericAllocationHandle, const char*, int)>& fn) {
+  for (auto& s : B().slabs) fn(s->id, s->va, s->size, s->h, "slab", s->dev);
   for (auto& [h, a] : B().handles)
-    if (a.exported && a.real) fn(a.id, 0, a.size, a.real, "app");
+    if (a.exported && a.real) fn(a.id, 0, a.size, a.real, "app", a.prop.location.id);
+}
+
+std::vector<CUcontext> vmm_device_contexts() {
+  std::lock_guard<std::mutex> lk(g_mu);
+  std::vector<CUcontext> out;
+  for (CUcontext c : g_dev_ctx)
+    if (c) out.push_back(c);
+  return out;
 }
 
 int vmm_accounting(Accounting* a) {
@@ -378,9 +418,11 @@ int vmm_accounting(Accounting* a) {
   }
   r = PHOS_REAL(cuMemGetInfo_v2, &fr, &tot);
   if (r != CUDA_SUCCESS) return r;
+  // cuMemGetInfo answers for the region's device only: other devices' slabs are not in it.
+  const uint64_t region_slab_bytes = a->region_ok ? g_dev_slab_bytes[g_region.dev] : a->slab_bytes;
   a->driver_used_bytes = tot - fr;
   a->unexplained_bytes = static_cast<int64_t>(a->driver_used_bytes) - static_cast<int64_t>(a->baseline_used_bytes) -
-                         static_cast<int64_t>(a->slab_bytes + a->app_handle_bytes + a->passthrough_bytes +
+                         static_cast<int64_t>(region_slab_bytes + a->app_handle_bytes + a->passthrough_bytes +
                                               a->internal_bytes);
   return 0;
 }
@@ -389,11 +431,12 @@ CUresult mem_alloc(CUdeviceptr* p, size_t size) {
   GateGuard gate_;
   if (disabled() || !p || size == 0) return PHOS_REAL(cuMemAlloc_v2, p, size);
   agent_start();
-  if (!region_for_current()) return passthrough_alloc(p, size);
+  CUdevice dev = 0;
+  if (!region_for_current(&dev)) return passthrough_alloc(p, size);
   CUresult r;
   {
     std::lock_guard<std::mutex> lk(g_mu);
-    r = alloc_locked(size, p);
+    r = alloc_locked(size, dev, p);
   }
   if (r == CUDA_ERROR_NOT_PERMITTED) return passthrough_alloc(p, size);
   return r;
@@ -404,7 +447,8 @@ CUresult mem_alloc_pitch(CUdeviceptr* p, size_t* pitch, size_t width, size_t hei
   if (disabled() || !p || !pitch || width == 0 || height == 0 || (elem != 4 && elem != 8 && elem != 16))
     return PHOS_REAL(cuMemAllocPitch_v2, p, pitch, width, height, elem);
   agent_start();
-  if (!region_for_current()) {
+  CUdevice dev = 0;
+  if (!region_for_current(&dev)) {
     CUresult r = PHOS_REAL(cuMemAllocPitch_v2, p, pitch, width, height, elem);
     if (r == CUDA_SUCCESS) note_passthrough(*p, *pitch * height);
     return r;
@@ -414,7 +458,7 @@ CUresult mem_alloc_pitch(CUdeviceptr* p, size_t* pitch, size_t width, size_t hei
   CUresult r;
   {
     std::lock_guard<std::mutex> lk(g_mu);
-    r = alloc_locked(pt * height, p);
+    r = alloc_locked(pt * height, dev, p);
   }
   if (r == CUDA_ERROR_NOT_PERMITTED) {
     r = PHOS_REAL(cuMemAllocPitch_v2, p, pitch, width, height, elem);
@@ -561,7 +605,7 @@ CUresult mem_create(CUmemGenericAllocationHandle* h, size_t size, const CUmemAll
   uint64_t id = g_next_id++;
   B().handles[*h] = {p, size, id, exportable, *h, false, false};
   g_handle_bytes += size;
-  if (exportable) agent_alloc_added(id, 0, size, *h, "app");
+  if (exportable) agent_alloc_added(id, 0, size, *h, "app", p.location.id);
   return r;
 }
 
@@ -584,7 +628,8 @@ CUresult mem_address_reserve(CUdeviceptr* p, size_t size, size_t align, CUdevice
   if (disabled() || !p || size == 0 || addr != 0 || flags != 0 || (align & (align - 1)))
     return PHOS_REAL(cuMemAddressReserve, p, size, align, addr, flags);
   agent_start();
-  if (region_for_current() || g_region_state.load() == kReady) {
+  CUdevice dev = 0;
+  if (region_for_current(&dev) || g_region_state.load() == kReady) {
     std::lock_guard<std::mutex> lk(g_mu);
     uint64_t len = round_up(size, kChunkBytes);
     uint64_t off = B().va.alloc(len, std::max<uint64_t>(align, kChunkBytes));
@@ -674,21 +719,17 @@ CUresult mem_set_access(CUdeviceptr p, size_t size, const CUmemAccessDesc* desc,
 
 namespace {
 
-CUmemAccessDesc default_access() {
-  CUmemAccessDesc acc{};
-  acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  acc.location.id = g_region.dev;
-  acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-  return acc;
+CUresult set_slab_access(uint64_t va, uint64_t size, int dev) {
+  std::vector<CUmemAccessDesc> acc = slab_access(dev);
+  return PHOS_REAL(cuMemSetAccess, va, size, acc.data(), acc.size());
 }
 
-// The access the app last set on a range covering [va, va+size), else read-write for the region's device.
-CUresult restore_access_locked(uint64_t va, uint64_t size) {
+// The access the app last set on a range covering [va, va+size), else read-write for device `dev`.
+CUresult restore_access_locked(uint64_t va, uint64_t size, int dev) {
   for (auto it = B().access.rbegin(); it != B().access.rend(); ++it)
     if (it->va <= va && va + size <= it->va + it->size && !it->desc.empty())
       return PHOS_REAL(cuMemSetAccess, va, size, it->desc.data(), it->desc.size());
-  CUmemAccessDesc acc = default_access();
-  return PHOS_REAL(cuMemSetAccess, va, size, &acc, 1);
+  return set_slab_access(va, size, dev);
 }
 
 CUresult import_fd(int fd, CUmemGenericAllocationHandle* h) {
@@ -703,14 +744,14 @@ std::string cu_err(const char* what, CUresult r) { return std::string(what) + " 
 bool vmm_drop(std::string* err) {
   std::lock_guard<std::mutex> lk(g_mu);
   // Phase 1, reversible: unmap. A failure re-maps what was unmapped (the handles are still ours).
-  struct Undo { uint64_t va, size, off; CUmemGenericAllocationHandle h; };
+  struct Undo { uint64_t va, size, off; CUmemGenericAllocationHandle h; int dev; };
   std::vector<Undo> undone;
   CUresult r = CUDA_SUCCESS;
   const char* what = nullptr;
   for (auto& s : B().slabs) {
     if (!s->h) continue;
     if ((r = PHOS_REAL(cuMemUnmap, s->va, s->size)) != CUDA_SUCCESS) { what = "cuMemUnmap(slab)"; break; }
-    undone.push_back({s->va, s->size, 0, s->h});
+    undone.push_back({s->va, s->size, 0, s->h, s->dev});
   }
   if (r == CUDA_SUCCESS) {
     for (auto& [va, m] : B().mappings) {
@@ -718,12 +759,12 @@ bool vmm_drop(std::string* err) {
       if (it == B().handles.end() || !it->second.exported) continue;  // the keeper does not hold it: stays
       CUmemGenericAllocationHandle real = it->second.real ? it->second.real : m.h;
       if ((r = PHOS_REAL(cuMemUnmap, va, m.size)) != CUDA_SUCCESS) { what = "cuMemUnmap(app mapping)"; break; }
-      undone.push_back({va, m.size, m.offset, real});
+      undone.push_back({va, m.size, m.offset, real, it->second.prop.location.id});
     }
   }
   if (r != CUDA_SUCCESS) {
     for (auto& u : undone)
-      if (PHOS_REAL(cuMemMap, u.va, u.size, u.off, u.h, 0) == CUDA_SUCCESS) restore_access_locked(u.va, u.size);
+      if (PHOS_REAL(cuMemMap, u.va, u.size, u.off, u.h, 0) == CUDA_SUCCESS) restore_access_locked(u.va, u.size, u.dev);
     *err = cu_err(what, r);
     return false;
   }
@@ -765,8 +806,7 @@ int vmm_thaw_one(uint64_t id, int fd, std::string* err) {
       *err = cu_err("cuMemMap(slab at its old address)", r);
       return -1;
     }
-    CUmemAccessDesc acc = default_access();
-    if ((r = PHOS_REAL(cuMemSetAccess, s->va, s->size, &acc, 1)) != CUDA_SUCCESS) {
+    if ((r = set_slab_access(s->va, s->size, s->dev)) != CUDA_SUCCESS) {
       PHOS_REAL(cuMemUnmap, s->va, s->size);
       PHOS_REAL(cuMemRelease, h);
       *err = cu_err("cuMemSetAccess(slab)", r);
@@ -785,7 +825,7 @@ int vmm_thaw_one(uint64_t id, int fd, std::string* err) {
     for (auto& [va, m] : B().mappings) {
       if (m.h != apph) continue;
       r = PHOS_REAL(cuMemMap, va, m.size, m.offset, h, 0);
-      if (r == CUDA_SUCCESS) r = restore_access_locked(va, m.size);
+      if (r == CUDA_SUCCESS) r = restore_access_locked(va, m.size, a.prop.location.id);
       if (r != CUDA_SUCCESS) {
         for (auto& [v, n] : mapped) PHOS_REAL(cuMemUnmap, v, n);
         PHOS_REAL(cuMemRelease, h);
@@ -834,8 +874,7 @@ int vmm_copy_out(uint64_t id, CUdeviceptr dst, uint64_t dst_size, CUstream st, u
     if (r != CUDA_SUCCESS) { *err = cu_err("cuMemAddressReserve(temporary)", r); return -1; }
     r = PHOS_REAL(cuMemMap, tmp, a.size, 0, h, 0);
     if (r == CUDA_SUCCESS) {
-      CUmemAccessDesc acc = default_access();
-      r = PHOS_REAL(cuMemSetAccess, tmp, a.size, &acc, 1);
+      r = set_slab_access(tmp, a.size, a.prop.location.id);
       if (r == CUDA_SUCCESS) r = PHOS_REAL(cuMemcpyDtoDAsync_v2, dst, tmp, a.size, st);
       if (r == CUDA_SUCCESS) r = PHOS_REAL(cuStreamSynchronize, st);
       PHOS_REAL(cuMemUnmap, tmp, a.size);

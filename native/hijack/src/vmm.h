@@ -6,6 +6,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <cuda.h>
 
@@ -39,10 +40,12 @@ bool vmm_region(RegionInfo* out);
 int vmm_accounting(Accounting* a);
 /// The VMM lock: held while libphos reads device memory (hash rounds) so nothing is unmapped under it.
 std::mutex& vmm_lock();
-/// Calls fn(id, va, size, handle, kind) for every live slab ("slab") and exportable app handle ("app",
-/// va 0). pre: vmm_lock held.
+/// Calls fn(id, va, size, handle, kind, device) for every live slab ("slab") and exportable app handle
+/// ("app", va 0). pre: vmm_lock held.
 void vmm_for_each_physical(
-    const std::function<void(uint64_t, uint64_t, uint64_t, CUmemGenericAllocationHandle, const char*)>& fn);
+    const std::function<void(uint64_t, uint64_t, uint64_t, CUmemGenericAllocationHandle, const char*, int)>& fn);
+/// The context of each device the app allocated on (the first one seen there); a freeze drains them all.
+std::vector<CUcontext> vmm_device_contexts();
 /// Adds libphos-internal device bytes to the accounting.
 void vmm_note_internal(int64_t delta);
 

@@ -17,6 +17,7 @@
 #define PHOS_F_HELLO_DEVICE "device" /* uint */
 #define PHOS_F_HELLO_STAGINGBYTES "stagingBytes" /* uint */
 #define PHOS_F_HELLO_RESUME "resume" /* optional bool */
+#define PHOS_F_HELLO_GPUS "gpus" /* optional array of string */
 #define PHOS_FRAME_WELCOME "welcome"
 #define PHOS_F_WELCOME_NODE "node" /* string */
 #define PHOS_FRAME_ALLOC "alloc"
@@ -24,6 +25,7 @@
 #define PHOS_F_ALLOC_VA "va" /* uint */
 #define PHOS_F_ALLOC_SIZE "size" /* uint */
 #define PHOS_F_ALLOC_KIND "kind" /* optional one of slab|app */
+#define PHOS_F_ALLOC_DEVICE "device" /* optional uint */
 #define PHOS_FRAME_FREE "free"
 #define PHOS_F_FREE_ID "id" /* uint */
 #define PHOS_FRAME_REQ "req"

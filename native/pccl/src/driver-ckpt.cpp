@@ -3,7 +3,10 @@
 // runs on the libuv pool. Ordering and rollback of the steps belong to the agent (TS).
 #include "driver-ckpt.h"
 
+#include <cctype>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "driver.h"
 #include "js.h"
@@ -38,7 +41,45 @@ F need(F fn, const char* name) {
   return fn;
 }
 
-Timed run_op(const std::string& op, int pid, uint32_t timeout_ms) {
+// "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" (prefix and dashes optional) -> 16 bytes.
+CUuuid parse_uuid(const std::string& text) {
+  std::string hex;
+  size_t from = text.rfind("GPU-", 0) == 0 ? 4 : 0;
+  for (size_t i = from; i < text.size(); i++) {
+    char c = text[i];
+    if (c == '-') continue;
+    if (!isxdigit(static_cast<unsigned char>(c))) hex.clear(), i = text.size();
+    else hex += c;
+  }
+  if (hex.size() != 32) throw Failure(PHOS_ERR_BAD_ARGS, "pccl: '" + text + "' is not a GPU UUID");
+  CUuuid u;
+  for (int i = 0; i < 16; i++) u.bytes[i] = static_cast<char>(std::stoul(hex.substr(2 * i, 2), nullptr, 16));
+  return u;
+}
+
+using Pairs = std::vector<CUcheckpointGpuPair>;
+
+// [[oldUuid, newUuid], ...] (restore only); absent or empty = the GPUs it was checkpointed on.
+Pairs arg_pairs(const Napi::CallbackInfo& info, size_t i) {
+  Pairs out;
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return out;
+  if (!info[i].IsArray()) throw Failure(PHOS_ERR_BAD_ARGS, "pccl: gpuPairs must be an array of [old, new] UUIDs");
+  auto a = info[i].As<Napi::Array>();
+  for (uint32_t k = 0; k < a.Length(); k++) {
+    Napi::Value v = a.Get(k);
+    if (!v.IsArray() || v.As<Napi::Array>().Length() != 2)
+      throw Failure(PHOS_ERR_BAD_ARGS, "pccl: gpuPairs[" + std::to_string(k) + "] must be [old, new]");
+    auto p = v.As<Napi::Array>();
+    CUcheckpointGpuPair pair;
+    std::memset(&pair, 0, sizeof pair);
+    pair.oldUuid = parse_uuid(arg_string(p.Get(0u), "gpuPairs old"));
+    pair.newUuid = parse_uuid(arg_string(p.Get(1u), "gpuPairs new"));
+    out.push_back(pair);
+  }
+  return out;
+}
+
+Timed run_op(const std::string& op, int pid, uint32_t timeout_ms, Pairs pairs) {
   const Driver& d = driver();
   auto t0 = std::chrono::steady_clock::now();
   if (op == "lock") {
@@ -54,6 +95,10 @@ Timed run_op(const std::string& op, int pid, uint32_t timeout_ms) {
   } else if (op == "restore") {
     CUcheckpointRestoreArgs a;
     std::memset(&a, 0, sizeof a);  // no gpuPairs: restore onto the devices it was checkpointed on
+    if (!pairs.empty()) {  // onto other GPUs: every GPU the process sees must be named (driver 580)
+      a.gpuPairs = pairs.data();
+      a.gpuPairsCount = static_cast<unsigned>(pairs.size());
+    }
     check_pid(need(d.cuCheckpointProcessRestore, "cuCheckpointProcessRestore")(pid, &a), "cuCheckpointProcessRestore",
               pid);
   } else if (op == "unlock") {
@@ -92,8 +137,10 @@ Napi::Value driverCheckpoint(const Napi::CallbackInfo& info) {
     std::string op = arg_string(info[0], "op");
     int pid = arg_pid(info[1]);
     uint32_t timeout = arg_u32(info[2], "timeoutMs");
+    Pairs pairs = arg_pairs(info, 3);
+    if (!pairs.empty() && op != "restore") throw Failure(PHOS_ERR_BAD_ARGS, "pccl: gpuPairs apply to restore only");
     return run_async<Timed>(
-        info.Env(), "pccl.driverCheckpoint", [op, pid, timeout] { return run_op(op, pid, timeout); },
+        info.Env(), "pccl.driverCheckpoint", [op, pid, timeout, pairs] { return run_op(op, pid, timeout, pairs); },
         [](Napi::Env env, Timed& t) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
           o.Set("ms", t.ms);

@@ -16,6 +16,8 @@ namespace phos::pccl {
   X(cuGetErrorName)                      \
   X(cuGetErrorString)                    \
   X(cuDeviceGet)                         \
+  X(cuDeviceGetCount)                    \
+  X(cuDeviceCanAccessPeer)               \
   X(cuDevicePrimaryCtxRetain)            \
   X(cuCtxSetCurrent)                     \
   X(cuMemCreate)                         \

@@ -16,6 +16,7 @@ struct Region {
   bool writable = true;
   uint8_t* host = nullptr;  // host mappings: the mapped bytes
   CUdeviceptr dev = 0;      // keeper regions: the device VA in the agent's context
+  int device = 0;           // keeper regions: the device ordinal (agent's view) whose memory it is
   bool is_device() const { return host == nullptr; }
 };
 

@@ -34,7 +34,7 @@ export class Agent {
   constructor(readonly o: CompiledAgentOptions, private readonly log: Logger) {
     // pccl dlopens the driver on first use; PHOS_LIBCUDA names a specific one (cudasim in CI).
     if (o.libcuda) process.env.PHOS_LIBCUDA = o.libcuda;
-    this.keeper = new Keeper(log.child({ component: 'keeper' }));
+    this.keeper = new Keeper(log.child({ component: 'keeper' }), o.libcuda);
     this.registry = new ProcessRegistry(o, log.child({ component: 'registry' }));
     this.registry.onEnded = (pid) => {
       const r = this.registry.find(String(pid));
@@ -150,7 +150,7 @@ export class Agent {
         this.checkFilled(req.pid);
         return this.exclusive(req.pid, () => checkpointProcess(deps, { pid: req.pid, dir: req.dir, parent: req.parent ?? null, kind: req.verb }, this.reporter(send)));
       case 'restore': {
-        const r = await restoreImage({ ...deps, onFill: (pid, f) => this.fills.set(pid, f) }, req.dir, this.reporter(send));
+        const r = await restoreImage({ ...deps, onFill: (pid, f) => this.fills.set(pid, f) }, req.dir, this.reporter(send), { gpuMap: req.gpuMap });
         const info = r.fill ? { ...r.info, fill: r.fill.snapshot() } : r.info;
         this.publish();
         return { ...info, ms: r.ms, releaseMs: r.ms };

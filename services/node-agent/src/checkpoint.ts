@@ -146,7 +146,7 @@ interface KeeperCtx {
  * move only afterwards, from spare (pre-dump) or kept (dump) memory to gpu/ while the app runs.
  */
 async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, report: Reporter,
-  p: { rec: ProcessRecord; img: ImageDir; parent: { dir: string; manifest: ImageManifest } | null; version: string; allocs: KeptAllocation[]; t0: number; log: Logger }): Promise<CheckpointResult> {
+  p: { rec: ProcessRecord; img: ImageDir; parent: { dir: string; manifest: ImageManifest } | null; version: string; allocs: KeptAllocation[]; gpus: string[] | undefined; t0: number; log: Logger }): Promise<CheckpointResult> {
   const { pid } = req;
   const pre = req.kind === 'pre-dump';
   const c: KeeperCtx = { spares: [], frozen: false, released: false, stopped: false, hidden: false, lockedAt: 0, releasedAt: 0, criuMs: 0, write: { chunks: [], written: 0, fromParent: 0, bytesWritten: 0 } };
@@ -163,7 +163,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
       name: 'spare',
       run: async () => {
         report.phase('prepare');
-        for (const a of p.allocs) c.spares.push({ id: a.id, region: (await pccl.keeperSpare(a.size)).id });
+        for (const a of p.allocs) c.spares.push({ id: a.id, region: (await pccl.keeperSpare(a.size, a.gpu ?? 0)).id });
       },
       undo: async () => { for (const s of c.spares) await pccl.keeperRelease(s.region).catch(() => undefined); c.spares = []; },
     });
@@ -192,7 +192,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
         for (const a of p.allocs) {
           let spare = c.spares.find((s) => s.id === a.id);
           if (!spare) {
-            spare = { id: a.id, region: (await pccl.keeperSpare(a.size)).id };
+            spare = { id: a.id, region: (await pccl.keeperSpare(a.size, a.gpu ?? 0)).id };
             c.spares.push(spare);
           }
           await pccl.keeperCopy(spare.region, 0, a.region, 0, a.size);
@@ -257,7 +257,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
     name: 'seal',
     run: async () => {
       report.phase('seal');
-      writeManifest(p.img, manifestOf(d, req, p.rec, p.version, p.allocs, c.write.chunks, p.parent, 'keeper', null, p.img), d.o.fsync);
+      writeManifest(p.img, manifestOf(d, req, p.rec, p.version, p.allocs, c.write.chunks, p.parent, 'keeper', null, p.img, p.gpus), d.o.fsync);
       if (c.stopped) {
         process.kill(pid, 'SIGKILL');
         c.stopped = false;
@@ -286,13 +286,14 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
 }
 
 function manifestOf(d: CheckpointDeps, req: CheckpointRequest, rec: ProcessRecord, version: string, allocs: KeptAllocation[], chunks: Manifest['chunks'],
-  parent: { dir: string } | null, path: 'keeper' | 'safe', safeReason: string | null, img: ImageDir): ImageManifest {
+  parent: { dir: string } | null, path: 'keeper' | 'safe', safeReason: string | null, img: ImageDir, gpus: string[] | undefined): ImageManifest {
   return {
     formatVersion: MANIFEST_VERSION, createdAt: new Date().toISOString(), kind: req.kind,
     source: { host: hostname(), node: d.o.node, pid: req.pid, job: rec.job },
     gpu: { model: 'unknown', uuid: 'unknown', driverVersion: 0, simulated: d.o.libcuda !== null && /cudasim/.test(d.o.libcuda) },
     vaRegion: { base: rec.vaBase, size: d.o.vaSize }, chunkSize: d.o.chunkSize,
-    allocations: allocs.map((a) => ({ id: a.id, va: a.va, size: a.size })),
+    allocations: allocs.map((a) => ({ id: a.id, va: a.va, size: a.size, ...(a.device ? { device: a.device } : {}) })),
+    ...(gpus?.length ? { gpus } : {}),
     chunks, criu: { version, dir: 'criu' }, parent: parent ? parent.dir : null, sealed: true,
     agent: { path, safeReason, argv: rec.argv, logPath: rec.logPath, criuFiles: criuFileSizes(img.criuDir) },
   };
@@ -308,6 +309,8 @@ export async function checkpointProcess(d: CheckpointDeps, req: CheckpointReques
   const parent = req.parent ? readManifest(req.parent) : null;
   const linked = d.link.linked(req.pid);
   const allocs = d.keeper.allocations(req.pid);
+  // The process's GPUs (ordinal -> UUID) as its last hello or thaw said: a freeze closes the link before the seal.
+  const gpus = d.link.lastGpus(req.pid);
   let img = createImageDir(req.dir);
   try {
     checkSpace(img.dir, rssBytes(req.pid) + d.keeper.bytes(req.pid) + SPACE_SLACK);
@@ -322,7 +325,7 @@ export async function checkpointProcess(d: CheckpointDeps, req: CheckpointReques
   }
   if (safeReason === null) {
     try {
-      return await keeperCheckpoint(d, req, report, { rec, img, parent, version, allocs, t0, log });
+      return await keeperCheckpoint(d, req, report, { rec, img, parent, version, allocs, gpus, t0, log });
     } catch (err) {
       removeImageDir(img);
       // An older libphos answers freeze with "not implemented" and nothing changed: take the safe path.
@@ -438,7 +441,7 @@ export async function checkpointProcess(d: CheckpointDeps, req: CheckpointReques
     name: 'seal',
     run: async (c) => {
       report.phase('seal');
-      const m = manifestOf(d, req, c.rec, c.criuVersion, allocs, c.chunks, c.parent, 'safe', safeReason, c.img);
+      const m = manifestOf(d, req, c.rec, c.criuVersion, allocs, c.chunks, c.parent, 'safe', safeReason, c.img, gpus);
       writeManifest(c.img, m, d.o.fsync);
       if (c.stopped) {
         process.kill(pid, 'SIGKILL');

@@ -1,8 +1,31 @@
 // The keeper: a second reference, held by the agent, to every device allocation libphos announces
 // (alloc frame + fd), so the memory outlives the app's own mappings during a freeze. It owns the
-// imported regions and spare memory; pccl moves the bytes. Which allocations belong to whom is here.
+// imported regions and spare memory; pccl moves the bytes. Which allocations belong to whom is here, and
+// which of the agent's GPUs holds each (a process's device ordinals are matched to the agent's by UUID).
+import { execFile } from 'node:child_process';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from '../../../common/src/index.ts';
 import * as pccl from '../../../native/pccl/pccl.ts';
+import { PhosError } from '../../../proto/src/index.ts';
+
+const PROBE = fileURLToPath(new URL('../../../build/native/tools/gpu-probe', import.meta.url));
+
+/**
+ * The UUID of each GPU as the agent's driver numbers them (index = the agent's ordinal), from gpu-probe
+ * run against the same libcuda (cudasim when configured). Empty when the probe finds no driver.
+ */
+export function probeAgentGpus(libcuda: string | null): Promise<string[]> {
+  const env = libcuda ? { ...process.env, LD_LIBRARY_PATH: [dirname(libcuda), process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') } : process.env;
+  return new Promise((resolve) => {
+    execFile(process.env.PHOS_GPU_PROBE ?? PROBE, { env, encoding: 'utf8' }, (_err, out) => {
+      try {
+        const p = JSON.parse(out) as { ok: boolean; devices?: { index: number; uuid: string }[] };
+        resolve(p.ok ? (p.devices ?? []).sort((a, b) => a.index - b.index).map((d) => d.uuid) : []);
+      } catch { resolve([]); }
+    });
+  });
+}
 
 export interface KeptAllocation {
   /** libphos's allocation id. */
@@ -12,6 +35,10 @@ export interface KeptAllocation {
   kind: 'slab' | 'app';
   /** pccl region id of the imported memory. */
   region: number;
+  /** Device ordinal in the app's view (absent = 0). */
+  device?: number;
+  /** The agent's ordinal of the GPU the region is on (absent = 0). */
+  gpu?: number;
 }
 
 export class Keeper {
@@ -19,19 +46,40 @@ export class Keeper {
   /** Regions a background fill still writes into: their release waits for unhold(). */
   private readonly held = new Set<number>();
   private readonly deferred = new Set<number>();
+  private gpus: Promise<string[]> | null = null;
 
-  constructor(private readonly log: Logger) {}
+  constructor(private readonly log: Logger, private readonly libcuda: string | null = null) {}
 
-  /** Imports fd (the caller closes it afterwards) for pid's allocation id. */
-  async import(pid: number, a: { id: number; va: number; size: number; kind?: 'slab' | 'app' }, fd: number): Promise<KeptAllocation> {
-    const r = await pccl.keeperImport(fd, a.size);
-    const kept: KeptAllocation = { id: a.id, va: a.va, size: a.size, kind: a.kind ?? 'slab', region: r.id };
+  /** The agent's GPUs by UUID (index = the agent's ordinal); probed once. */
+  agentGpus(): Promise<string[]> {
+    this.gpus ??= probeAgentGpus(this.libcuda);
+    return this.gpus;
+  }
+
+  /**
+   * The agent's ordinal of the GPU with this UUID. Without a UUID (an older libphos or image), or when the
+   * agent's probe found none, the app's ordinal is taken as the agent's (both see every GPU in order).
+   */
+  async agentOrdinal(uuid: string | undefined, appOrdinal: number): Promise<number> {
+    const gpus = await this.agentGpus();
+    if (uuid === undefined || gpus.length === 0) return appOrdinal;
+    const i = gpus.indexOf(uuid);
+    if (i < 0) throw new PhosError('NOT_FOUND', `GPU ${uuid} is not one of this node's GPUs (${gpus.join(', ')})`, { details: { uuid } });
+    return i;
+  }
+
+  /** Imports fd (the caller closes it afterwards) for pid's allocation id, on the GPU with `uuid` (the app's ordinal a.device). */
+  async import(pid: number, a: { id: number; va: number; size: number; kind?: 'slab' | 'app'; device?: number }, fd: number, uuid?: string): Promise<KeptAllocation> {
+    const device = a.device ?? 0;
+    const gpu = await this.agentOrdinal(uuid, device);
+    const r = await pccl.keeperImport(fd, a.size, gpu);
+    const kept: KeptAllocation = { id: a.id, va: a.va, size: a.size, kind: a.kind ?? 'slab', region: r.id, device, gpu };
     let m = this.byPid.get(pid);
     if (!m) this.byPid.set(pid, (m = new Map()));
     const old = m.get(a.id);
     m.set(a.id, kept);
     if (old) await this.release(old.region).catch(() => undefined);
-    this.log.debug({ pid, alloc: a.id, va: a.va, bytes: a.size, ms: r.ms }, 'kept');
+    this.log.debug({ pid, alloc: a.id, va: a.va, bytes: a.size, device, gpu, ms: r.ms }, 'kept');
     return kept;
   }
 

@@ -37,6 +37,8 @@ export class LibphosLink {
   private nextId = 1;
   private helloWaiters: { pid: number; resolve(h: Frame<'hello'>): void }[] = [];
   private readonly refused = new Set<number>();
+  /** The GPUs (ordinal -> UUID) each pid's latest hello named; kept after its link closes. */
+  private readonly gpus = new Map<number, string[]>();
   private hidden = 0;
 
   constructor(private readonly path: string, private readonly keeper: Keeper, private readonly hooks: LinkHooks, private readonly log: Logger) {}
@@ -64,6 +66,16 @@ export class LibphosLink {
 
   hello(pid: number): Frame<'hello'> | null {
     return this.byPid.get(pid)?.hello ?? null;
+  }
+
+  /** The GPUs (UUID per device ordinal) pid's latest hello or thaw named, if it named them. */
+  lastGpus(pid: number): string[] | undefined {
+    return this.gpus.get(pid);
+  }
+
+  /** A thaw reply named pid's GPUs (after a restore onto other GPUs they differ from its resume hello's). */
+  noteGpus(pid: number, gpus: string[]): void {
+    this.gpus.set(pid, gpus);
   }
 
   /**
@@ -173,7 +185,7 @@ export class LibphosLink {
         case 'alloc': {
           const fd = fds[0];
           if (fd === undefined) throw new PhosError('BAD_FRAME', `pid ${c.pid}: alloc ${f.id} came without its fd`);
-          try { await this.keeper.import(c.pid, f, fd); } finally { pccl.closeFd(fd); handedOn = true; for (const x of fds.slice(1)) pccl.closeFd(x); }
+          try { await this.keeper.import(c.pid, f, fd, this.gpus.get(c.pid)?.[f.device ?? 0]); } finally { pccl.closeFd(fd); handedOn = true; for (const x of fds.slice(1)) pccl.closeFd(x); }
           break;
         }
         case 'free': await this.keeper.free(c.pid, f.id); break;
@@ -198,8 +210,10 @@ export class LibphosLink {
     if (old && old !== c) this.closeConn(old);
     c.hello = f;
     this.byPid.set(c.pid, c);
+    if (f.gpus) this.gpus.set(c.pid, f.gpus);
+    else this.gpus.delete(c.pid);
     pccl.agentSend(c.conn, Buffer.from(encodeFrame({ v: PROTO_VERSION, t: 'welcome', node: 'local' })), []);
-    this.log.info({ pid: c.pid, job: f.job, vaBase: f.vaBase, resume: f.resume ?? false }, 'libphos registered');
+    this.log.info({ pid: c.pid, job: f.job, vaBase: f.vaBase, resume: f.resume ?? false, gpus: f.gpus }, 'libphos registered');
     this.hooks.onHello(c.pid, f);
     const ws = this.helloWaiters.filter((w) => w.pid === c.pid);
     this.helloWaiters = this.helloWaiters.filter((w) => w.pid !== c.pid);

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import type { Logger } from '../../../common/src/index.ts';
 import * as pccl from '../../../native/pccl/pccl.ts';
-import { PhosError, type ProcessInfo } from '../../../proto/src/index.ts';
+import { PhosError, type GpuMapEntry, type ProcessInfo } from '../../../proto/src/index.ts';
 import type { CompiledAgentOptions } from './agent-options.ts';
 import type { Reporter } from './checkpoint.ts';
 import { criuRestore, criuVersion } from './criu.ts';
@@ -26,13 +26,53 @@ async function releaseAll(list: KeptAllocation[]): Promise<void> {
 /** The gate's chunk (frames.ts): 2 MiB. An image cut otherwise is filled before the thaw. */
 const GATE_CHUNK = 2 << 20;
 
-/** Fresh keeper memory per allocation, not filled yet; `app` handles (no VA of their own to gate) are. */
-async function allocateFresh(dir: string, m: ImageManifest, lazy: boolean, report: Reporter): Promise<KeptAllocation[]> {
+/** Where the image's GPUs land: the node's ordinal per image device ordinal, and the driver's UUID pairs. */
+export interface GpuPlacement {
+  gpuOf(device: number): number;
+  /** [old, new] for every GPU the process saw; empty = the GPUs it was checkpointed on. */
+  pairs: pccl.GpuPair[];
+}
+
+/**
+ * Places the image's GPUs on this node. Without a map each GPU stays itself (by UUID; the app's ordinal
+ * where the image or node cannot say). With one, the named GPUs go where it says and the others to the
+ * node's GPUs left over (their own first): the driver wants every GPU the process saw mapped, once.
+ * BAD_ARGS names an ordinal neither side has, before anything is touched.
+ */
+export async function placeGpus(keeper: Keeper, m: ImageManifest, map: GpuMapEntry[] | undefined): Promise<GpuPlacement> {
+  const node = await keeper.agentGpus();
+  const seen = m.gpus ?? [];
+  if (!map?.length) {
+    return { gpuOf: (dev) => { const i = node.indexOf(seen[dev] ?? ''); return i >= 0 ? i : dev; }, pairs: [] };
+  }
+  if (!seen.length) throw new PhosError('BAD_ARGS', 'the image does not record its GPUs (taken by an older agent or libphos): --gpu-map cannot name them', { remedy: 'restore without --gpu-map' });
+  const target: (number | undefined)[] = seen.map(() => undefined);
+  for (const { from, to } of map) {
+    if (from >= seen.length) throw new PhosError('BAD_ARGS', `--gpu-map ${from}=${to}: the image has no GPU ${from} (the process saw ${seen.length}: 0-${seen.length - 1})`, { details: { from } });
+    if (to >= node.length) throw new PhosError('BAD_ARGS', `--gpu-map ${from}=${to}: this node has no GPU ${to} (it has ${node.length}${node.length ? `: 0-${node.length - 1}` : ''})`, { details: { to } });
+    if (target[from] !== undefined) throw new PhosError('BAD_ARGS', `--gpu-map names image GPU ${from} twice`);
+    if (target.includes(to)) throw new PhosError('BAD_ARGS', `--gpu-map sends two GPUs to GPU ${to}`);
+    target[from] = to;
+  }
+  const free = () => node.findIndex((_u, i) => !target.includes(i));
+  seen.forEach((uuid, i) => {
+    if (target[i] !== undefined) return;
+    const own = node.indexOf(uuid);
+    target[i] = own >= 0 && !target.includes(own) ? own : free();
+  });
+  if (target.some((t) => t === undefined || t < 0)) throw new PhosError('BAD_ARGS', `the process saw ${seen.length} GPUs; this node has ${node.length}, too few to map them all`);
+  const to = target as number[];
+  return { gpuOf: (dev) => to[dev] ?? dev, pairs: seen.map((uuid, i) => [uuid, node[to[i]!]!] as pccl.GpuPair) };
+}
+
+/** Fresh keeper memory per allocation (on its placed GPU), not filled yet; `app` handles (no VA of their own to gate) are. */
+async function allocateFresh(dir: string, m: ImageManifest, lazy: boolean, report: Reporter, place: GpuPlacement): Promise<KeptAllocation[]> {
   const out: KeptAllocation[] = [];
   try {
     for (const a of m.allocations) {
-      const r = await pccl.keeperSpare(a.size);
-      out.push({ id: a.id, va: a.va, size: a.size, kind: a.va === 0 ? 'app' : 'slab', region: r.id });
+      const device = a.device ?? 0, gpu = place.gpuOf(device);
+      const r = await pccl.keeperSpare(a.size, gpu);
+      out.push({ id: a.id, va: a.va, size: a.size, kind: a.va === 0 ? 'app' : 'slab', region: r.id, device, gpu });
     }
     // Filled now (each chunk verified as it is read): app handles, or everything when the image cannot be gated.
     const eager = out.filter((a) => !lazy || a.kind === 'app');
@@ -86,7 +126,11 @@ interface Ctx { rec: ProcessRecord | null; pid: number }
  * copy, or a migration source's kept memory on rollback). They are handed to the app at the thaw, nothing
  * is read from gpu/; on failure they stay the caller's.
  */
-export interface RestoreOptions { regions?: KeptAllocation[] }
+export interface RestoreOptions {
+  regions?: KeptAllocation[];
+  /** Onto other GPUs of this node (placeGpus); the regions, when given, must already be on them. */
+  gpuMap?: GpuMapEntry[];
+}
 
 /** Matches caller-filled regions to the manifest's allocations (same ids and sizes, none missing). */
 function matchRegions(m: ImageManifest, regions: KeptAllocation[]): KeptAllocation[] {
@@ -101,6 +145,7 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
   const t0 = performance.now();
   report.phase('verify');
   const { dir, manifest: m } = readManifest(dirArg);
+  const place = await placeGpus(d.keeper, m, opts.gpuMap);
   await criuVersion({ bin: d.o.criu ?? undefined });
   verifyCriuFiles(dir, m);
   const keeperPath = m.agent.path === 'keeper';
@@ -116,7 +161,7 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
   } else if (!keeperPath) await verifyGpuChunks(dir, m, (p) => report.phase('verify', p.bytesDone, p.bytesTotal));
   else {
     verifyChunkFiles(dir, m);
-    fresh = await allocateFresh(dir, m, lazy, report);
+    fresh = await allocateFresh(dir, m, lazy, report, place);
   }
   let filler = null as Filler | null;
   const pid = m.source.pid;
@@ -147,8 +192,8 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
       name: 'driver-restore',
       run: async (c) => {
         report.phase('driver-restore');
-        c.rec!.machine.transition('thawing', 'criu restored; driver restore');
-        await pccl.driverCheckpoint('restore', pid);
+        c.rec!.machine.transition('thawing', place.pairs.length ? 'criu restored; driver restore onto other GPUs' : 'criu restored; driver restore');
+        await pccl.driverCheckpoint('restore', pid, undefined, place.pairs);
       },
     },
     {

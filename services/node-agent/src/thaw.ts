@@ -23,6 +23,7 @@ export async function thawProcess(link: LibphosLink, pid: number, allocs: { id: 
       const rep = await link.request(pid, 'thaw', { allocIds: part.map((a) => a.id), ...(i === 0 && pending.length ? { pending } : {}) }, fds);
       const last = i + pccl.MAX_PACKET_FDS >= allocs.length;
       if (last && typeof rep.remaining === 'number' && rep.remaining !== 0) throw new PhosError('INTERNAL', `pid ${pid}: libphos still misses ${rep.remaining} allocations after the last thaw frame`);
+      if (last && Array.isArray(rep.gpus)) link.noteGpus(pid, rep.gpus as string[]);
     } finally {
       for (const fd of fds) pccl.closeFd(fd);
     }
