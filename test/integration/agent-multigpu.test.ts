@@ -2,15 +2,25 @@
 // libphos serves both devices from its region (per-device slabs), the keeper holds each slab on its own
 // GPU, and a pre-dump, a dump and a restore go through the keeper path bit-exact, as for one GPU.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertContinuous, parseWorkloadLog, referenceChecksum, waitForLog, workloadPath } from '../helpers/workload.ts';
+import { cudasimEnv, NATIVE_BUILD } from '../helpers/paths.ts';
 import { startAgent, type AgentHandle } from './agent-harness.ts';
 
 // The harness gives the agent and every app this process's environment (cudasimEnv).
 process.env.PHOS_SIM_GPUS = '2';
 
 const ARGS = ['--devices', '2', '--mib', '32', '--steps', '250', '--step-ms', '20'];
+const ONE_GPU = ['--mib', '32', '--steps', '250', '--step-ms', '20'];
+
+/** The node's GPU UUIDs by ordinal, as gpu-probe (phos doctor's probe) sees them. */
+function nodeGpus(): string[] {
+  const out = execFileSync(join(NATIVE_BUILD, 'tools', 'gpu-probe'), { env: cudasimEnv(), encoding: 'utf8' });
+  return (JSON.parse(out) as { devices: { uuid: string }[] }).devices.map((d) => d.uuid);
+}
+
 interface ImageManifest {
   sealed: boolean; kind: string; agent: { path: string }; gpus?: string[];
   allocations: { id: number; size: number; device?: number }[];
@@ -80,6 +90,44 @@ describe('two-GPU process through the agent (cudasim, 2 devices)', () => {
     const final = await waitForLog(logPath, (l) => l.checksum !== null || l.steps.some((s) => !s.ok), 60_000);
     assertContinuous(final);
     expect(final.steps.length).toBeGreaterThan(stepsAtDump);
+    expect(final.checksum).toBe(expected);
+  });
+
+  it('restore --gpu-map 0=1: a one-GPU counter dumped on GPU 0 continues bit-exact with its memory on GPU 1', async () => {
+    const expected = referenceChecksum('counter', ONE_GPU);
+    const gpus = nodeGpus();
+    expect(gpus).toHaveLength(2);
+    const { pid, logPath } = await start(ONE_GPU);
+    const img = join(agent.dir, 'img');
+    const d = await agent.phosJson(['dump', '--pid', String(pid), '--dir', img]);
+    expect(d.code, `${JSON.stringify(d.last)} ${d.stderr}`).toBe(0);
+    const m = manifest(img);
+    expect(m.gpus?.[0]).toBe(gpus[0]);
+    expect(m.allocations.every((a) => (a.device ?? 0) === 0)).toBe(true);
+
+    // A map naming a GPU that does not exist is refused before anything is touched.
+    const bad = await agent.phosJson<{ ok: false; error: { code: string; message: string } }>(['restore', '--dir', img, '--gpu-map', '0=5']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr + JSON.stringify(bad.last)).toMatch(/no GPU 5/);
+    const bad2 = await agent.phosJson(['restore', '--dir', img, '--gpu-map', '3=1']);
+    expect(bad2.code).toBe(2);
+    expect(bad2.stderr + JSON.stringify(bad2.last)).toMatch(/image has no GPU 3/);
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
+
+    const r = await agent.phosJson<{ result: { pid: number } }>(['restore', '--dir', img, '--gpu-map', '0=1']);
+    expect(r.code, `${JSON.stringify(r.last)} ${r.stderr}\n${agent.agentLog().slice(-3000)}`).toBe(0);
+    expect(r.last.result.pid).toBe(pid);
+    const atRestore = parseWorkloadLog(readFileSync(logPath, 'utf8')).steps.length;
+    await waitForLog(logPath, (l) => l.steps.length >= atRestore + 3 || l.checksum !== null);
+    // Where its memory is now: a pre-dump of the restored process records device ordinal 0 as GPU 1's UUID
+    // (the driver restore re-pointed the ordinal; the keeper's copy of every allocation was placed there).
+    const pre = join(agent.dir, 'after');
+    const p = await agent.phosJson(['pre-dump', '--pid', String(pid), '--dir', pre]);
+    expect(p.code, `${JSON.stringify(p.last)} ${p.stderr}`).toBe(0);
+    expect(manifest(pre).gpus?.[0]).toBe(gpus[1]);
+    expect(manifest(pre).gpus?.[1]).toBe(gpus[0]); // the GPU the map did not name took the one left over
+    const final = await waitForLog(logPath, (l) => l.checksum !== null || l.steps.some((s) => !s.ok), 60_000);
+    assertContinuous(final);
     expect(final.checksum).toBe(expected);
   });
 });
