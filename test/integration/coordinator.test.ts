@@ -101,8 +101,16 @@ describe('coordinator', () => {
     const base = { v, pid: 5, from: 'a', to: 'b', bytesTotal: 1, bytesSent: 0, bytesRemaining: 1, dirtyBytesPerSec: 0, startedAt: 1, updatedAt: 1, downtimeMs: null, error: null };
     await kv.put('migration-state', 'mig-left1', { ...base, id: 'mig-left1', phase: 'pre-copy' });
     await kv.put('migration-state', 'mig-left2', { ...base, id: 'mig-left2', phase: 'post-copy' });
+    await kv.put('migration-state', 'mig-left3', { ...base, id: 'mig-left3', pid: 6, phase: 'restoring' });
+    await kv.put('migration-state', 'mig-left4', { ...base, id: 'mig-left4', pid: 7, phase: 'restoring' });
+    // mig-left3's app runs on the target (its agent publishes it); mig-left4's does not.
+    await (await agent.kv(buckets.processes)).put('process-record', 'b.6', { v, node: 'b', pid: 6, job: 'j', device: 0, gpuBytes: 1, startedAt: 1 });
     await start();
     const ms = await migrations();
+    expect(ms.find((m) => m.id === 'mig-left3')).toMatchObject({ phase: 'succeeded', error: null });
+    // mig-left4's source agent must give the app back; there is none here, so it ends failed, saying so.
+    const left4 = await waitFor(async () => (await migrations()).find((m) => m.id === 'mig-left4' && m.phase !== 'restoring'));
+    expect(left4).toMatchObject({ phase: 'failed', error: { message: expect.stringMatching(/coordinator restarted during restoring; and the source could not take the app back/) } });
     expect(ms.find((m) => m.id === 'mig-left1')).toMatchObject({ phase: 'rolled-back', error: { message: expect.stringMatching(/source keeps running/) } });
     expect(ms.find((m) => m.id === 'mig-left2')).toMatchObject({ phase: 'failed' });
     // cancelling a finished migration is refused, naming how it ended

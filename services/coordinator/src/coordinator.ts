@@ -226,20 +226,30 @@ export class Coordinator {
     return other.state;
   }
 
-  /** A restarted coordinator cannot know how far agents got: it ends open migrations, source first. */
+  /**
+   * A restarted coordinator finishes what a previous one left open, from KV: a migration caught while the
+   * target restored is settled by whether the target's agent now publishes the process (it runs there:
+   * succeeded, the source lets go of its copy); every other open one is rolled back (the source keeps or
+   * takes back the app). The agents are told in the background.
+   */
   private async settleLeftovers(): Promise<void> {
     for (const m of await this.listMigrations()) {
       if (isTerminal(m.phase)) continue;
       const cur = await this.migrations.get('migration-state', m.id);
       if (!cur) continue;
       const rec = new MigrationRecord(this.migrations, this.bus, this.log, cur.value, cur.revision);
-      const to = m.phase === 'restoring' || m.phase === 'post-copy' ? 'failed' : 'rolled-back';
-      const message = `coordinator restarted during ${m.phase}; ${to === 'rolled-back' ? 'the source keeps running' : 'the source keeps its copy until the target is verified'}`;
-      await rec.transition(to, message, { error: { code: 'INTERNAL', message, remedy: 'retry the migration' } })
+      const landed = m.phase === 'restoring' && (await this.processes.get('process-record', `${m.to}.${m.pid}`)) !== null;
+      if (!landed && (m.phase === 'cutover' || m.phase === 'restoring')) {
+        // The source dumped the app (or was doing so): it must take it back before this is rolled back.
+        void this.abort(rec, new PhosError('INTERNAL', `coordinator restarted during ${m.phase}`, { remedy: 'retry the migration' }));
+        continue;
+      }
+      const to = landed ? 'succeeded' : m.phase === 'post-copy' ? 'failed' : 'rolled-back';
+      const message = landed ? `coordinator restarted during restoring; pid ${m.pid} runs on ${m.to}`
+        : `coordinator restarted during ${m.phase}; ${to === 'rolled-back' ? 'the source keeps running' : 'the source keeps its copy until the target is verified'}`;
+      await rec.transition(to, message, landed ? {} : { error: { code: 'INTERNAL', message, remedy: 'retry the migration' } })
         .catch((err: unknown) => this.log.error({ err, migrationId: m.id }, 'could not settle migration'));
-      // The agents may still hold the migration (a receiver, kept memory, a dumped app): tell them, in the
-      // background. Before the target restored, the source takes its app back; after, nothing is undone.
-      if (to === 'rolled-back') void this.end(rec, 'abort');
+      if (to !== 'failed') void this.end(rec, landed ? 'commit' : 'abort');
     }
   }
 }
