@@ -86,6 +86,8 @@ mesh_up() {
 }
 
 teardown() {
+  # Apps of this bench (restored ones are not our children): found by the agent socket in their environment.
+  for p in /proc/[0-9]*; do grep -qz '^PHOS_AGENT_SOCK=/run/phos-mig/agent.sock$' "$p/environ" 2>/dev/null && kill -9 "${p#/proc/}" 2>/dev/null; done
   pkill -f "$CARRY/bundle/agent.mjs" 2>/dev/null; pkill -f "$CARRY/bundle/coordinator.mjs" 2>/dev/null
   pkill -f "$NATS_SERVER -js -a $ADDR_A" 2>/dev/null; sleep 0.5
   ip netns del $NSA 2>/dev/null; ip netns del $NSB 2>/dev/null
