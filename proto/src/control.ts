@@ -5,7 +5,7 @@
 import { s, type Infer, type Schema } from './schema.ts';
 
 /** Verbs the control socket answers. Wire strings never change. */
-export const CONTROL_VERBS = Object.freeze(['ping', 'run', 'ps', 'logs', 'pre-dump', 'dump', 'restore'] as const);
+export const CONTROL_VERBS = Object.freeze(['ping', 'run', 'ps', 'logs', 'pre-dump', 'dump', 'restore', 'move-gpu'] as const);
 export type ControlVerb = (typeof CONTROL_VERBS)[number];
 
 /** How an image holds the GPU state: `keeper` = gpu/ chunks are the data; `safe` = the CRIU image holds it (driver checkpoint). */
@@ -46,6 +46,11 @@ export const CONTROL_REQUEST_SCHEMAS = {
    * ones left over (their own first), so every GPU the process saw is mapped.
    */
   restore: s.object({ ...head, verb: s.literal('restore'), dir: s.string(), gpuMap: s.optional(s.array(GPU_MAP_ENTRY)) }),
+  /**
+   * Move a managed process to another GPU of this node (`phos migrate --to-gpu`): its device 0 goes to this
+   * node's GPU `toGpu` (other devices to the GPUs left over). Result: MOVE_RESULT_SCHEMA.
+   */
+  'move-gpu': s.object({ ...head, verb: s.literal('move-gpu'), pid: s.uint(), toGpu: s.uint() }),
 } as const satisfies Record<ControlVerb, Schema>;
 
 export type ControlRequest<V extends ControlVerb = ControlVerb> = V extends ControlVerb ? Infer<(typeof CONTROL_REQUEST_SCHEMAS)[V]> : never;
@@ -111,6 +116,12 @@ export const CHECKPOINT_RESULT_SCHEMA = s.object({
   stallMs: s.number(), criuMs: s.number(), totalMs: s.number(),
 });
 export type CheckpointResult = Infer<typeof CHECKPOINT_RESULT_SCHEMA>;
+
+/** Result of move-gpu. downtimeMs: freeze to thaw; copyMs: the device-to-device copy inside it. */
+export const MOVE_RESULT_SCHEMA = s.object({
+  pid: s.uint(), fromGpu: s.int(), toGpu: s.uint(), bytes: s.uint(), downtimeMs: s.number(), copyMs: s.number(), totalMs: s.number(),
+});
+export type MoveResult = Infer<typeof MOVE_RESULT_SCHEMA>;
 
 /**
  * What the agent adds to manifest.json under `agent` (validators ignore unknown fields, so the

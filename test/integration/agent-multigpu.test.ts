@@ -130,4 +130,35 @@ describe('two-GPU process through the agent (cudasim, 2 devices)', () => {
     assertContinuous(final);
     expect(final.checksum).toBe(expected);
   });
+
+  // Longer runs than above: the process must still be running after three CLI calls, the move and a pre-dump.
+  const LONG = (args: readonly string[]) => [...args.slice(0, -4), '--steps', '600', '--step-ms', '20'];
+  it.each([['one-GPU', LONG(ONE_GPU)], ['two-GPU', LONG(ARGS)]] as const)('migrate --to-gpu 1: a %s counter moves GPU 0 -> GPU 1 bit-exact, downtime reported', async (_name, args) => {
+    const expected = referenceChecksum('counter', [...args]);
+    const gpus = nodeGpus();
+    const { pid, logPath } = await start([...args]);
+    // A GPU this node does not have: refused before anything stops.
+    const bad = await agent.phos(['migrate', '--pid', String(pid), '--to-gpu', '7']);
+    expect(bad.code, bad.stderr).toBe(2);
+    expect(bad.stderr).toMatch(/no GPU 7/);
+    const both = await agent.phos(['migrate', '--pid', String(pid), '--to-gpu', '1', '--to', 'elsewhere']);
+    expect(both.code).toBe(2);
+
+    const r = await agent.phosJson<{ ok: boolean; result: { fromGpu: number; toGpu: number; bytes: number; downtimeMs: number; copyMs: number } }>(['migrate', '--pid', String(pid), '--to-gpu', '1']);
+    expect(r.code, `${JSON.stringify(r.last)} ${r.stderr}\n${agent.agentLog().slice(-3000)}`).toBe(0);
+    expect(r.last.result).toMatchObject({ fromGpu: 0, toGpu: 1 });
+    expect(r.last.result.bytes).toBeGreaterThan(32 << 20);
+    expect(r.last.result.downtimeMs).toBeGreaterThan(0);
+    expect(r.last.result.copyMs).toBeLessThan(r.last.result.downtimeMs);
+    expect(existsSync(`/proc/${pid}`)).toBe(true);
+    const atMove = parseWorkloadLog(readFileSync(logPath, 'utf8')).steps.length;
+    await waitForLog(logPath, (l) => l.steps.length >= atMove + 3 || l.checksum !== null);
+    const pre = join(agent.dir, 'after');
+    const p = await agent.phosJson(['pre-dump', '--pid', String(pid), '--dir', pre]);
+    expect(p.code, `${JSON.stringify(p.last)} ${p.stderr}\n${readFileSync(logPath, 'utf8').slice(-1500)}`).toBe(0);
+    expect(manifest(pre).gpus).toEqual([gpus[1], gpus[0]]);
+    const final = await waitForLog(logPath, (l) => l.checksum !== null || l.steps.some((s) => !s.ok), 60_000);
+    assertContinuous(final);
+    expect(final.checksum).toBe(expected);
+  });
 });

@@ -1,12 +1,16 @@
 // `phos migrate --pid N --to HOST`: asks the coordinator to live-migrate a managed process and follows
-// it to the end with a progress line; `phos migrate cancel ID` cancels one.
+// it to the end with a progress line; `phos migrate cancel ID` cancels one; `--to-gpu G` moves it to
+// another GPU of this node through the local agent (no coordinator).
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { ERROR_CODES, MIGRATION_MODES, PROTO_VERSION, PhosError, isErrorCode, type Message } from '../../../proto/src/index.ts';
+import { ERROR_CODES, MIGRATION_MODES, PROTO_VERSION, PhosError, isErrorCode, type Message, type MoveResult } from '../../../proto/src/index.ts';
+import { callAgent, controlSocketPath } from '../agent-client.ts';
 import { CoordClient, NATS_HELP, parseDuration, parseRate } from '../coord-client.ts';
+import { progressView } from '../progress.ts';
 import { formatBytes } from '../output.ts';
 
 export const MIGRATE_HELP = `usage: phos migrate --pid N --to NODE [options]
+       phos migrate --pid N --to-gpu G [--socket PATH] [--json]
        phos migrate cancel ID
 
 Moves a running phos-managed process to another node while it keeps running: GPU memory is copied in
@@ -24,6 +28,12 @@ leaves the app running on the source as if nothing happened.
   --mode M            auto | precopy (default auto; both pre-copy, then cutover; postcopy is not built yet)
 ${NATS_HELP}
   --json              one JSON line per state change, then the final state
+
+--to-gpu G moves the process to GPU G of this node (an ordinal as phos doctor lists them) through the
+local agent's control socket (--socket, else $PHOS_CONTROL_SOCK): it is frozen and dumped keeping its
+device memory, the memory is copied device to device onto G (peer copy), and it is restored there. Its
+device 0 goes to G; other GPUs it uses go to the GPUs left over. Prints the downtime (freeze to thaw).
+--to and --to-gpu are exclusive.
 
 Exit status: 0 succeeded; 3 no such node/process; 5 coordinator or agent unreachable; 6 timeout;
 8 illegal state; 9 cancelled; other codes as the error says (phos --help).
@@ -53,6 +63,19 @@ async function cancel(c: CoordClient, id: string | undefined, json: boolean): Pr
   return 0;
 }
 
+/** --to-gpu: the local agent moves the process to another GPU of this node. */
+async function moveGpu(pid: number, to: string, socket: string | undefined, json: boolean): Promise<number> {
+  if (!/^\d+$/.test(to)) throw new PhosError('BAD_ARGS', `phos migrate: --to-gpu must be a GPU ordinal, got '${to}'`, { remedy: 'phos doctor lists the GPUs' });
+  const view = progressView({ json, tty: process.stderr.isTTY === true });
+  try {
+    const r = await callAgent(controlSocketPath(socket), 'move-gpu', { pid, toGpu: Number(to) }, (e) => view.onEvent(e)) as MoveResult;
+    view.done();
+    process.stdout.write(json ? JSON.stringify({ ok: true, result: r }) + '\n'
+      : `pid ${r.pid} moved from GPU ${r.fromGpu} to GPU ${r.toGpu}: ${formatBytes(r.bytes)} copied device to device in ${r.copyMs.toFixed(0)} ms; downtime ${r.downtimeMs.toFixed(0)} ms, total ${r.totalMs.toFixed(0)} ms\n`);
+    return 0;
+  } finally { view.done(); }
+}
+
 export async function migrate(argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -61,6 +84,7 @@ export async function migrate(argv: string[]): Promise<number> {
       options: {
         pid: { type: 'string' }, to: { type: 'string' }, from: { type: 'string' }, bandwidth: { type: 'string' },
         'max-downtime': { type: 'string' }, timeout: { type: 'string' }, mode: { type: 'string' }, nats: { type: 'string' }, json: { type: 'boolean' },
+        'to-gpu': { type: 'string' }, socket: { type: 'string' },
       },
     });
   } catch (err) {
@@ -74,6 +98,10 @@ export async function migrate(argv: string[]): Promise<number> {
   }
   if (positionals.length) throw new PhosError('BAD_ARGS', `phos migrate: unexpected '${positionals.join(' ')}'`, { remedy: 'phos migrate --help' });
   if (!values.pid || !/^\d+$/.test(values.pid)) throw new PhosError('BAD_ARGS', 'phos migrate: --pid N is required', { remedy: 'phos migrate --help' });
+  if (values['to-gpu'] !== undefined) {
+    if (values.to !== undefined) throw new PhosError('BAD_ARGS', 'phos migrate: --to and --to-gpu are exclusive (another node, or another GPU of this one)', { remedy: 'phos migrate --help' });
+    return moveGpu(Number(values.pid), values['to-gpu'], values.socket, json);
+  }
   if (!values.to) throw new PhosError('BAD_ARGS', 'phos migrate: --to NODE is required', { remedy: 'phos nodes lists the nodes' });
   const mode = values.mode ?? 'auto';
   if (!(MIGRATION_MODES as readonly string[]).includes(mode)) throw new PhosError('BAD_ARGS', `phos migrate: --mode must be one of ${MIGRATION_MODES.join(', ')}`);

@@ -11,6 +11,7 @@ import { LibphosLink } from './libphos-link.ts';
 import { ProcessRegistry, type ProcessRecord } from './process-registry.ts';
 import type { Filler } from './fill.ts';
 import { restoreImage } from './restore.ts';
+import { moveToGpu } from './move-gpu.ts';
 import { MeshMember } from './mesh.ts';
 import { MigrationsIn, advertisedAddr } from './migrate-in.ts';
 import { MigrationsOut } from './migrate-out.ts';
@@ -149,6 +150,12 @@ export class Agent {
       case 'dump':
         this.checkFilled(req.pid);
         return this.exclusive(req.pid, () => checkpointProcess(deps, { pid: req.pid, dir: req.dir, parent: req.parent ?? null, kind: req.verb }, this.reporter(send)));
+      case 'move-gpu': {
+        this.checkFilled(req.pid);
+        const r = await this.exclusive(req.pid, () => moveToGpu({ ...deps, onFill: (pid, f) => this.fills.set(pid, f) }, req, this.reporter(send)));
+        this.publish();
+        return r;
+      }
       case 'restore': {
         const r = await restoreImage({ ...deps, onFill: (pid, f) => this.fills.set(pid, f) }, req.dir, this.reporter(send), { gpuMap: req.gpuMap });
         const info = r.fill ? { ...r.info, fill: r.fill.snapshot() } : r.info;
