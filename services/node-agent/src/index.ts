@@ -5,3 +5,4 @@ export { Agent } from './agent.ts';
 export { compileAgentOptions, loadAgentConfig, type AgentOptions, type CompiledAgentOptions } from './agent-options.ts';
 export { ProcessMachine, IllegalStateError, PROCESS_TRANSITIONS, PROCESS_STATE_DOCS, type ProcessState } from './process-machine.ts';
 export { runSteps, type Step, type StepReport } from './step-runner.ts';
+export { placeGpus, type GpuPlacement } from './restore.ts';
