@@ -12,8 +12,9 @@ import { startAgent, type AgentHandle } from './agent-harness.ts';
 // The harness gives the agent and every app this process's environment (cudasimEnv).
 process.env.PHOS_SIM_GPUS = '2';
 
-const ARGS = ['--devices', '2', '--mib', '32', '--steps', '250', '--step-ms', '20'];
-const ONE_GPU = ['--mib', '32', '--steps', '250', '--step-ms', '20'];
+// Long enough (≈ 8 s) that the process still runs after the CLI calls of each test on a loaded machine.
+const ARGS = ['--devices', '2', '--mib', '32', '--steps', '400', '--step-ms', '20'];
+const ONE_GPU = ['--mib', '32', '--steps', '400', '--step-ms', '20'];
 
 /** The node's GPU UUIDs by ordinal, as gpu-probe (phos doctor's probe) sees them. */
 function nodeGpus(): string[] {

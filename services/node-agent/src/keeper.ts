@@ -71,7 +71,12 @@ export class Keeper {
   /** Imports fd (the caller closes it afterwards) for pid's allocation id, on the GPU with `uuid` (the app's ordinal a.device). */
   async import(pid: number, a: { id: number; va: number; size: number; kind?: 'slab' | 'app'; device?: number }, fd: number, uuid?: string): Promise<KeptAllocation> {
     const device = a.device ?? 0;
-    const gpu = await this.agentOrdinal(uuid, device);
+    // A UUID the agent does not know (its probe saw another driver) must not cost the app its keeper:
+    // the app's ordinal is the best guess, and it is logged.
+    const gpu = await this.agentOrdinal(uuid, device).catch((err: unknown) => {
+      this.log.warn({ pid, alloc: a.id, uuid, device, err }, 'allocation on a GPU the agent does not list; kept on the same ordinal');
+      return device;
+    });
     const r = await pccl.keeperImport(fd, a.size, gpu);
     const kept: KeptAllocation = { id: a.id, va: a.va, size: a.size, kind: a.kind ?? 'slab', region: r.id, device, gpu };
     let m = this.byPid.get(pid);
