@@ -31,9 +31,9 @@ const COMMANDS: Record<string, Command> = {
   logs: { summary: "print a managed process's output (-f to follow)", help: LOGS_HELP, run: logs },
   'pre-dump': { summary: 'snapshot a running managed process into an image; it keeps running', help: PRE_DUMP_HELP, run: preDump },
   dump: { summary: 'dump a managed process into an image; it ends once the image is sealed', help: DUMP_HELP, run: dump },
-  restore: { summary: 'restore an image on this node', help: RESTORE_HELP, run: restore },
+  restore: { summary: 'restore an image on this node (--gpu-map: onto other GPUs)', help: RESTORE_HELP, run: restore },
   nodes: { summary: 'list the nodes of the mesh, alive or down, with their GPUs', help: NODES_HELP, run: nodes },
-  migrate: { summary: 'live-migrate a managed process to another node (or cancel a migration)', help: MIGRATE_HELP, run: migrate },
+  migrate: { summary: 'live-migrate a managed process to another node, or move it to another GPU of this one (--to-gpu); cancel a migration', help: MIGRATE_HELP, run: migrate },
   migrations: { summary: 'list migrations; --watch follows them', help: MIGRATIONS_HELP, run: migrations },
 };
 
