@@ -64,6 +64,10 @@ export const PROCESS_INFO_SCHEMA = s.object({
   exitCode: s.nullable(s.int()),
   /** Image this process was restored from, if any. */
   restoredFrom: s.nullable(s.string()),
+  /** The GPU (UUID) behind each device ordinal of the process, as libphos last named them (hello or thaw). */
+  gpus: s.optional(s.array(s.string())),
+  /** Kept device memory per GPU of this node (index = the node's ordinal, bytes). */
+  keptBytesByGpu: s.optional(s.array(s.uint())),
   /**
    * Keeper-path restore: the background fill of device memory from the image after the app was released
    * (chunks pending at libphos's gate). `failed`: a chunk file failed verification; its chunks stay

@@ -52,6 +52,12 @@ describe('two-GPU process through the agent (cudasim, 2 devices)', () => {
   it('pre-dump: keeper path, allocations on both devices, both GPUs recorded; runs on to the reference checksum', async () => {
     const expected = referenceChecksum('counter', ARGS);
     const { pid, logPath } = await start();
+    // The keeper imported each slab on its own GPU.
+    const ps = await agent.phosJson<{ processes: { pid: number; gpus?: string[]; keptBytesByGpu?: number[] }[] }>(['ps']);
+    const me = ps.last.processes.find((x) => x.pid === pid)!;
+    expect(me.gpus).toHaveLength(2);
+    expect(me.keptBytesByGpu?.[0]).toBeGreaterThan(0);
+    expect(me.keptBytesByGpu?.[1]).toBeGreaterThan(0);
     const img = join(agent.dir, 'img');
     const r = await agent.phosJson<{ result: { path: string } }>(['pre-dump', '--pid', String(pid), '--dir', img]);
     expect(r.code, `${JSON.stringify(r.last)} ${r.stderr}\n${agent.agentLog().slice(-3000)}`).toBe(0);
@@ -152,6 +158,14 @@ describe('two-GPU process through the agent (cudasim, 2 devices)', () => {
     expect(r.last.result.downtimeMs).toBeGreaterThan(0);
     expect(r.last.result.copyMs).toBeLessThan(r.last.result.downtimeMs);
     expect(existsSync(`/proc/${pid}`)).toBe(true);
+    // phos ps: device 0 is GPU 1 now, and the keeper holds its memory there (two GPUs: all of it moved,
+    // swapped with the other device's).
+    const ps = await agent.phosJson<{ processes: { pid: number; gpus?: string[]; keptBytesByGpu?: number[] }[] }>(['ps']);
+    const me = ps.last.processes.find((x) => x.pid === pid)!;
+    expect(me.gpus?.[0]).toBe(gpus[1]);
+    expect(me.keptBytesByGpu?.[1]).toBeGreaterThan(32 << 20);
+    if (args.includes('--devices')) expect(me.keptBytesByGpu?.[0]).toBeGreaterThan(0);
+    else expect(me.keptBytesByGpu?.[0] ?? 0).toBe(0);
     const atMove = parseWorkloadLog(readFileSync(logPath, 'utf8')).steps.length;
     await waitForLog(logPath, (l) => l.steps.length >= atMove + 3 || l.checksum !== null);
     const pre = join(agent.dir, 'after');

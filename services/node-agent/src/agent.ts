@@ -94,7 +94,11 @@ export class Agent {
   }
 
   private info(r: ProcessRecord): ProcessInfo {
-    const info = this.registry.info(r, this.link.linked(r.pid), this.keeper.allocations(r.pid).length, this.keeper.bytes(r.pid));
+    const base = this.registry.info(r, this.link.linked(r.pid), this.keeper.allocations(r.pid).length, this.keeper.bytes(r.pid));
+    const gpus = this.link.lastGpus(r.pid);
+    const byGpu: number[] = [];
+    for (const a of this.keeper.allocations(r.pid)) byGpu[a.gpu ?? 0] = (byGpu[a.gpu ?? 0] ?? 0) + a.size;
+    const info = { ...base, ...(gpus ? { gpus } : {}), ...(byGpu.length ? { keptBytesByGpu: Array.from(byGpu, (b) => b ?? 0) } : {}) };
     const f = this.fills.get(r.pid);
     return f && r.restoredFrom !== null ? { ...info, fill: f.snapshot() } : info;
   }
