@@ -45,7 +45,7 @@ export const CONTROL_REQUEST_SCHEMAS = {
    * other GPUs, image device ordinal `from` -> this node's ordinal `to`; GPUs it does not name go to the
    * ones left over (their own first), so every GPU the process saw is mapped.
    */
-  restore: s.object({ ...head, verb: s.literal('restore'), dir: s.string(), gpuMap: s.optional(s.array(GPU_MAP_ENTRY)) }),
+  restore: s.object({ ...head, verb: s.literal('restore'), dir: s.string(), gpuMap: s.optional(s.array(GPU_MAP_ENTRY)), verify: s.optional(s.bool()) }),
   /**
    * Move a managed process to another GPU of this node (`phos migrate --to-gpu`): its device 0 goes to this
    * node's GPU `toGpu` (other devices to the GPUs left over). Result: MOVE_RESULT_SCHEMA.

@@ -32,10 +32,10 @@ async function fillEnded(pid: number, timeoutMs = 60_000): Promise<Fill> {
   }
 }
 
-async function dumpCounter(args: string[]): Promise<{ pid: number; logPath: string; img: string; stepsAtDump: number }> {
+async function dumpCounter(args: string[], name = 'img'): Promise<{ pid: number; logPath: string; img: string; stepsAtDump: number }> {
   const { pid, logPath } = await agent.run([workloadPath('counter'), ...args], 'ctr');
   await waitForLog(logPath, (l) => l.steps.length >= 5);
-  const img = join(agent.dir, 'img');
+  const img = join(agent.dir, name);
   const d = await agent.phosJson<{ result: { path: string } }>(['dump', '--pid', String(pid), '--dir', img]);
   expect(d.code, d.stderr).toBe(0);
   expect(d.last.result.path).toBe('keeper');
@@ -105,5 +105,20 @@ describe('lazy restore (agent, CRIU, cudasim)', () => {
     expect(d.code).not.toBe(0);
     expect(d.stderr).toMatch(/^error ILLEGAL_STATE: .*fill from its image failed/m);
     expect(existsSync(`/proc/${pid}`)).toBe(true);
+  }, 120_000);
+
+  it('restore --verify refuses a flipped byte in a gpu/ chunk, naming the file, before any process exists', async () => {
+    const { pid, img } = await dumpCounter(['--mib', '32', '--steps', '200', '--step-ms', '20'], 'img-verify');
+    const chunk = join(img, 'gpu', gpuFiles(img)[1]!);
+    const bytes = readFileSync(chunk);
+    bytes[777] = bytes[777]! ^ 0x80;
+    writeFileSync(chunk, bytes);
+    const r = await agent.phos(['restore', '--dir', img, '--verify']);
+    expect(r.code, r.stderr).toBe(7);
+    expect(r.stderr).toMatch(/^error IMAGE_CORRUPT: /m);
+    expect(r.stderr).toContain(chunk);
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
+    const ps = await agent.phosJson<{ processes: { pid: number; state: string }[] }>(['ps']);
+    expect(ps.last.processes.find((x) => x.pid === pid && x.state === 'running')).toBeUndefined();
   }, 120_000);
 });

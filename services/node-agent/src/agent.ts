@@ -161,7 +161,7 @@ export class Agent {
         return r;
       }
       case 'restore': {
-        const r = await restoreImage({ ...deps, onFill: (pid, f) => this.fills.set(pid, f) }, req.dir, this.reporter(send), { gpuMap: req.gpuMap });
+        const r = await restoreImage({ ...deps, onFill: (pid, f) => this.fills.set(pid, f) }, req.dir, this.reporter(send), { gpuMap: req.gpuMap, verify: req.verify });
         const info = r.fill ? { ...r.info, fill: r.fill.snapshot() } : r.info;
         this.publish();
         return { ...info, ms: r.ms, releaseMs: r.ms };

@@ -130,6 +130,8 @@ export interface RestoreOptions {
   regions?: KeptAllocation[];
   /** Onto other GPUs of this node (placeGpus); the regions, when given, must already be on them. */
   gpuMap?: GpuMapEntry[];
+  /** Read and hash-check every gpu/ chunk before any process exists (a keeper-path restore is lazy otherwise). */
+  verify?: boolean;
 }
 
 /** Matches caller-filled regions to the manifest's allocations (same ids and sizes, none missing). */
@@ -161,6 +163,7 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
   } else if (!keeperPath) await verifyGpuChunks(dir, m, (p) => report.phase('verify', p.bytesDone, p.bytesTotal));
   else {
     verifyChunkFiles(dir, m);
+    if (opts.verify) await verifyGpuChunks(dir, m, (p) => report.phase('verify', p.bytesDone, p.bytesTotal));
     fresh = await allocateFresh(dir, m, lazy, report, place);
   }
   let filler = null as Filler | null;
