@@ -176,4 +176,27 @@ describe('two-GPU process through the agent (cudasim, 2 devices)', () => {
     assertContinuous(final);
     expect(final.checksum).toBe(expected);
   });
+
+  it('migrate --to-gpu 1 that cannot get memory on GPU 1 rolls back: the app runs on, on GPU 0, bit-exact', async () => {
+    // An agent whose own device memory budget (cudasim's, per process) cannot hold the copy on GPU 1; the
+    // keeper's imports of the app's memory do not count against it, its spare allocations do.
+    await agent.stop();
+    agent = await startAgent('24000-24999', { PHOS_SIM_GPUS: '2', PHOS_SIM_MEM: String(48 << 20) });
+    const args = LONG(ONE_GPU);
+    const expected = referenceChecksum('counter', args);
+    const gpus = nodeGpus();
+    const { pid, logPath } = await start(args);
+    const r = await agent.phosJson<{ ok: false; error: { code: string; message: string } }>(['migrate', '--pid', String(pid), '--to-gpu', '1']);
+    expect(r.code, `${JSON.stringify(r.last)} ${r.stderr}`).toBe(4);
+    expect(JSON.stringify(r.last)).toMatch(/OUT_OF_MEMORY/);
+    expect(existsSync(`/proc/${pid}`)).toBe(true);
+    const ps = await agent.phosJson<{ processes: { pid: number; state: string; gpus?: string[]; keptBytesByGpu?: number[] }[] }>(['ps']);
+    const me = ps.last.processes.find((x) => x.pid === pid)!;
+    expect(me.state).toBe('running');
+    expect(me.gpus?.[0]).toBe(gpus[0]);
+    expect(me.keptBytesByGpu?.[1] ?? 0).toBe(0);
+    const final = await waitForLog(logPath, (l) => l.checksum !== null || l.steps.some((s) => !s.ok), 60_000);
+    assertContinuous(final);
+    expect(final.checksum).toBe(expected);
+  });
 });
