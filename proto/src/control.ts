@@ -121,9 +121,12 @@ export const CHECKPOINT_RESULT_SCHEMA = s.object({
 });
 export type CheckpointResult = Infer<typeof CHECKPOINT_RESULT_SCHEMA>;
 
-/** Result of move-gpu. downtimeMs: freeze to thaw; copyMs: the device-to-device copy inside it. */
+/**
+ * Result of move-gpu. bytes: device memory moved; bytesInDowntime: of it, copied while the app was frozen
+ * (the rest was copied before, while it ran); downtimeMs: freeze to thaw; copyMs: the copy inside it.
+ */
 export const MOVE_RESULT_SCHEMA = s.object({
-  pid: s.uint(), fromGpu: s.int(), toGpu: s.uint(), bytes: s.uint(), downtimeMs: s.number(), copyMs: s.number(), totalMs: s.number(),
+  pid: s.uint(), fromGpu: s.int(), toGpu: s.uint(), bytes: s.uint(), bytesInDowntime: s.uint(), downtimeMs: s.number(), copyMs: s.number(), totalMs: s.number(),
 });
 export type MoveResult = Infer<typeof MOVE_RESULT_SCHEMA>;
 

@@ -95,7 +95,11 @@ export const OP_RESULTS = {
   'stream-out': s.object({ bytes: s.uint() }),
   snapshot: s.object({ ms: s.number(), bytes: s.optional(s.uint()) }),
   /** bytes: copied into spare memory when the freeze carried spare fds. */
-  freeze: s.object({ ms: s.number(), bytes: s.optional(s.uint()) }),
+  freeze: s.object({
+    ms: s.number(), bytes: s.optional(s.uint()),
+    /** Chunks written since the agent's last hash-round (the freeze's own round; absent if it failed). */
+    changed: s.optional(s.array(s.uint())),
+  }),
   /** remaining: allocations still dropped (more than 16 fds span several thaw frames; libphos unblocks at 0). */
   thaw: s.object({
     ms: s.number(), remaining: s.optional(s.uint()),

@@ -151,12 +151,14 @@ describe('two-GPU process through the agent (cudasim, 2 devices)', () => {
     const both = await agent.phos(['migrate', '--pid', String(pid), '--to-gpu', '1', '--to', 'elsewhere']);
     expect(both.code).toBe(2);
 
-    const r = await agent.phosJson<{ ok: boolean; result: { fromGpu: number; toGpu: number; bytes: number; downtimeMs: number; copyMs: number } }>(['migrate', '--pid', String(pid), '--to-gpu', '1']);
+    const r = await agent.phosJson<{ ok: boolean; result: { fromGpu: number; toGpu: number; bytes: number; bytesInDowntime: number; downtimeMs: number; copyMs: number } }>(['migrate', '--pid', String(pid), '--to-gpu', '1']);
     expect(r.code, `${JSON.stringify(r.last)} ${r.stderr}\n${agent.agentLog().slice(-3000)}`).toBe(0);
     expect(r.last.result).toMatchObject({ fromGpu: 0, toGpu: 1 });
     expect(r.last.result.bytes).toBeGreaterThan(32 << 20);
     expect(r.last.result.downtimeMs).toBeGreaterThan(0);
     expect(r.last.result.copyMs).toBeLessThan(r.last.result.downtimeMs);
+    // Copied while it ran; only what it wrote after the last hash round (the hot buffer's chunks) while frozen.
+    expect(r.last.result.bytesInDowntime).toBeLessThan(r.last.result.bytes / 4);
     expect(existsSync(`/proc/${pid}`)).toBe(true);
     // phos ps: device 0 is GPU 1 now, and the keeper holds its memory there (two GPUs: all of it moved,
     // swapped with the other device's).

@@ -30,8 +30,9 @@ ${NATS_HELP}
   --json              one JSON line per state change, then the final state
 
 --to-gpu G moves the process to GPU G of this node (an ordinal as phos doctor lists them) through the
-local agent's control socket (--socket, else $PHOS_CONTROL_SOCK): it is frozen and dumped keeping its
-device memory, the memory is copied device to device onto G (peer copy), and it is restored there. Its
+local agent's control socket (--socket, else $PHOS_CONTROL_SOCK): its device memory is copied device to
+device onto G (peer copy) while it runs, then it is frozen and dumped keeping its memory, the chunks it
+wrote since are copied again, and it is restored there. Its
 device 0 goes to G; other GPUs it uses go to the GPUs left over. Prints the downtime (freeze to thaw).
 --to and --to-gpu are exclusive.
 
@@ -71,7 +72,7 @@ async function moveGpu(pid: number, to: string, socket: string | undefined, json
     const r = await callAgent(controlSocketPath(socket), 'move-gpu', { pid, toGpu: Number(to) }, (e) => view.onEvent(e)) as MoveResult;
     view.done();
     process.stdout.write(json ? JSON.stringify({ ok: true, result: r }) + '\n'
-      : `pid ${r.pid} moved from GPU ${r.fromGpu} to GPU ${r.toGpu}: ${formatBytes(r.bytes)} copied device to device in ${r.copyMs.toFixed(0)} ms; downtime ${r.downtimeMs.toFixed(0)} ms, total ${r.totalMs.toFixed(0)} ms\n`);
+      : `pid ${r.pid} moved from GPU ${r.fromGpu} to GPU ${r.toGpu}: ${formatBytes(r.bytes)} copied device to device, ${formatBytes(r.bytesInDowntime)} of it while frozen (${r.copyMs.toFixed(0)} ms); downtime ${r.downtimeMs.toFixed(0)} ms, total ${r.totalMs.toFixed(0)} ms\n`);
     return 0;
   } finally { view.done(); }
 }

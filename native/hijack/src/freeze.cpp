@@ -62,10 +62,10 @@ class OpScope {
 };
 
 void rep_ok(uint64_t id, double t0, int64_t bytes = -1, int64_t remaining = -1, int64_t pending = -1,
-            const std::vector<std::string>* gpus = nullptr) {
+            const std::vector<std::string>* gpus = nullptr, const std::vector<uint32_t>* changed = nullptr) {
   msgpack::Writer w;
   bool g = gpus && !gpus->empty();
-  uint32_t n = 2 + (t0 >= 0 ? 1 : 0) + (bytes >= 0) + (remaining >= 0) + (pending >= 0) + (g ? 1 : 0);
+  uint32_t n = 2 + (t0 >= 0 ? 1 : 0) + (bytes >= 0) + (remaining >= 0) + (pending >= 0) + (g ? 1 : 0) + (changed ? 1 : 0);
   frame_begin(w, PHOS_FRAME_REP, n);
   w.kv(PHOS_F_REP_ID, id);
   w.kvb(PHOS_F_REP_OK, true);
@@ -80,6 +80,11 @@ void rep_ok(uint64_t id, double t0, int64_t bytes = -1, int64_t remaining = -1, 
     w.str("gpus");
     w.array(static_cast<uint32_t>(gpus->size()));
     for (const std::string& u : *gpus) w.str(u);
+  }
+  if (changed) {
+    w.str("changed");
+    w.array(static_cast<uint32_t>(changed->size()));
+    for (uint32_t c : *changed) w.uint(c);
   }
   agent_send(w, -1);
 }
@@ -212,6 +217,7 @@ void op_freeze(uint64_t id, const std::vector<uint64_t>& ids, const std::vector<
   std::string err;
   if (!block_and_drain(&code, &err)) return agent_rep_error(id, code, err);
   uint64_t bytes = 0;
+  std::vector<uint32_t> frozen_changed;
   if (!ids.empty() && !copy_to_spares(ids, fds, &bytes, &err)) {
     gate_open();
     PHOS_LOG(error, "freeze: snapshot copy failed: %s; the app continues", err.c_str());
@@ -222,6 +228,7 @@ void op_freeze(uint64_t id, const std::vector<uint64_t>& ids, const std::vector<
     // parameters' chunks or anything: refresh it now, while the memory is still mapped.
     HashRoundResult hr;
     g_launch_all = !hash_round_internal(&hr);
+    if (!g_launch_all) frozen_changed = hr.changed;
     if (g_launch_all) PHOS_LOG(warn, "freeze: pointer scan failed: after thaw every launch waits for all pending chunks");
     if (!vmm_drop(&err)) {
       gate_open();
@@ -232,7 +239,10 @@ void op_freeze(uint64_t id, const std::vector<uint64_t>& ids, const std::vector<
   g_stash.clear();
   g_frozen.store(true);
   PHOS_LOG(info, "frozen in %.2f ms (%u allocations dropped)", now_ms() - t0, vmm_dropped_count());
-  rep_ok(id, t0, ids.empty() ? -1 : static_cast<int64_t>(bytes));
+  // `changed`: chunks written since the agent's last hash round (absent when the round failed), so a
+  // caller that copied the memory earlier copies only these while the app is frozen (same-node GPU move).
+  rep_ok(id, t0, ids.empty() ? -1 : static_cast<int64_t>(bytes), -1, -1, nullptr,
+         scope.has_region() && !g_launch_all ? &frozen_changed : nullptr);
   agent_close_for_freeze();
 }
 

@@ -36,6 +36,8 @@ export interface CheckpointRequest {
    * the manifest; the kept memory is not released at the end (the caller owns it: commit or local rollback).
    */
   ship?: (allocs: KeptAllocation[], img: ImageDir) => Promise<Manifest['chunks']>;
+  /** Keeper path: libphos's freeze reply (its `changed` chunks: written since the agent's last hash round). */
+  onFrozen?: (rep: Record<string, unknown>) => void;
 }
 
 export interface Reporter {
@@ -176,8 +178,9 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
       c.lockedAt = performance.now();
       d.link.refuse(pid);
       c.hidden = true;
-      await d.link.request(pid, 'freeze', {});
+      const frozen = await d.link.request(pid, 'freeze', {});
       c.frozen = true;
+      req.onFrozen?.(frozen);
       const deadline = Date.now() + 3000;
       while (d.link.connected(pid)) {
         if (Date.now() > deadline) throw new PhosError('TIMEOUT', `pid ${pid}: libphos did not close its socket after the freeze`);
