@@ -96,7 +96,24 @@ export function render(): { md: string; png: Buffer | null } {
     }
     out.push('', `Largest gap between training steps across the whole pre-dump + dump + restore: phos ${s(torch.largestStepGapMs)}${b ? `, baseline (one dump + restore) ${s(b.largestStepGapMs)}` : ''}.`, '');
   }
+  out.push(...migrationSection(load<MigrateDoc>('gpu-migrate.json')));
   return { md: out.join('\n') + '\n', png: plot.png };
+}
+
+interface MigrateRow { gib: number; phosReps: number; baselineReps: number; phosDowntimeMs: number | null; phosAppGapMs: number | null; phosTotalMs: number | null; baselineDowntimeMs: number | null; baselineCopyMs: number | null }
+interface MigrateDoc { machine: { gpu: string; kernel: string }; date: string; unitMiB: number; rows: MigrateRow[] }
+
+/** Live migration rows (bench/gpu/migrate.sh), or a line saying they have not been measured. */
+function migrationSection(m: MigrateDoc | null): string[] {
+  const head = '## Live migration of `counter` between two agents (two network namespaces, one GPU)';
+  const cmd = 'Reproduce: `bash bench/gpu/pack.sh` here, then `bash bench/gpu/migrate.sh [GiB ...]` on the GPU machine (carry `.carry`).';
+  if (!m || m.unitMiB !== 1024) return [head, '', 'Not measured on a GPU yet (bench/results/gpu-migrate.json is missing).', cmd, ''];
+  const s = (ms: number | null) => (ms === null ? '-' : `${(ms / 1000).toFixed(2)} s`);
+  return [head, '', `${m.machine.gpu}, kernel ${m.machine.kernel}, ${m.date}. ${cmd}`, '',
+    '| size | reps (phos / baseline) | phos downtime | phos largest step gap | phos total | baseline downtime (ckpt + dump + copy + restore) | baseline copy |',
+    '|---|---|---|---|---|---|---|',
+    ...m.rows.map((r) => `| ${r.gib} GiB | ${r.phosReps} / ${r.baselineReps} | ${s(r.phosDowntimeMs)} | ${s(r.phosAppGapMs)} | ${s(r.phosTotalMs)} | ${s(r.baselineDowntimeMs)} | ${s(r.baselineCopyMs)} |`),
+    '', 'Target (DESIGN.md): migration downtime ≤ 1.5 s.', ''];
 }
 
 export async function main(): Promise<void> {

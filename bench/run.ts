@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const [name, ...args] = process.argv.slice(2);
-const known = readdirSync(here).filter((f) => f.endsWith('.ts') && f !== 'run.ts').map((f) => f.slice(0, -3));
+// plot.ts is a library of report.ts, not a benchmark.
+const known = readdirSync(here).filter((f) => f.endsWith('.ts') && f !== 'run.ts' && f !== 'plot.ts').map((f) => f.slice(0, -3));
 if (!name || !/^[a-z0-9-]+$/.test(name) || !existsSync(`${here}${name}.ts`)) {
   console.error(`usage: npm run bench -- NAME   (NAME: ${known.join(', ') || 'none yet'})`);
   process.exit(2);
