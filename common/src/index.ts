@@ -3,3 +3,4 @@ export { createLogger, type Logger, type LoggerOptions } from './logger.ts';
 export { CRIU_MIN_VERSION, criuBinary, parseCriuVersion } from './criu-version.ts';
 export { hostsUnavailable, makeHosts, sweepStaleHosts, type Host, type Hosts } from './netns.ts';
 export { startLocalMesh, type LocalMesh, type LocalMeshOptions, type LocalNode } from './local-mesh.ts';
+export { fromNatsError, requestReply, serveRequests } from './nats-rpc.ts';

@@ -327,8 +327,6 @@ void on_fork_child() {
   g_state.store(kOff);
 }
 
-
-
 bool connect_and_hello(const Options& o, bool resume) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;

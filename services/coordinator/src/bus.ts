@@ -5,12 +5,10 @@
 // Listing a bucket answers from an in-memory mirror that a KV watch keeps current, not from kv.keys():
 // kv.keys() reads an ordered consumer until it has drained, and while keys are being written it may not
 // drain for a long time, so listings (phos nodes, phos migrations) timed out under load.
-import { connect, type NatsConnection, type Msg } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
-import {
-  PROTO_VERSION, PhosError, decodeMessage, decodeReply, encodeMessage, encodeReply, toPhosError,
-  type Message, type MessageType,
-} from '../../../proto/src/index.ts';
+import { fromNatsError, requestReply, serveRequests } from '../../../common/src/index.ts';
+import { PhosError, decodeMessage, encodeMessage, toPhosError, type Message, type MessageType } from '../../../proto/src/index.ts';
 
 export interface Bus {
   readonly nc: NatsConnection;
@@ -40,13 +38,8 @@ export interface KvStore {
   entries<T extends MessageType>(type: T): Promise<{ key: string; value: Message<T>; revision: number }[]>;
 }
 
-export function fromNatsError(err: unknown, what: string): PhosError {
-  if (err instanceof PhosError) return err;
-  const msg = err instanceof Error ? err.message : String(err);
-  if (/timeout/i.test(msg)) return new PhosError('TIMEOUT', `${what}: no answer in time (${msg})`, { cause: err });
-  if (/no responders/i.test(msg)) return new PhosError('AGENT_UNAVAILABLE', `${what}: nobody is listening`, { cause: err });
-  return new PhosError('NATS_UNAVAILABLE', `${what}: ${msg}`, { cause: err });
-}
+// NATS failures as PhosError: one mapping for the coordinator and the agents (common/src/nats-rpc.ts).
+export { fromNatsError };
 
 export async function openBus(servers: string, name: string): Promise<Bus> {
   let nc: NatsConnection;
@@ -57,22 +50,10 @@ export async function openBus(servers: string, name: string): Promise<Bus> {
   }
   const kvm = new Kvm(nc);
   const mirrors: KvMirror[] = [];
-  const reply = (m: Msg, body: Uint8Array) => { try { m.respond(body); } catch { /* requester gone */ } };
   return {
     nc,
     serve(subject, type, handler) {
-      nc.subscribe(subject, {
-        callback: (_e, m) => {
-          void (async () => {
-            try {
-              const body = await handler(decodeMessage(type, m.data));
-              reply(m, encodeReply({ v: PROTO_VERSION, ok: true, body }));
-            } catch (err) {
-              reply(m, encodeReply({ v: PROTO_VERSION, ok: false, err: toPhosError(err).toWire() }));
-            }
-          })();
-        },
-      });
+      serveRequests(nc, subject, type, handler);
     },
     listen(subject, type, handler, onBad) {
       return nc.subscribe(subject, {
@@ -81,16 +62,8 @@ export async function openBus(servers: string, name: string): Promise<Bus> {
         },
       });
     },
-    async request(subject, type, body, timeoutMs = 5000) {
-      let m: Msg;
-      try {
-        m = await nc.request(subject, encodeMessage(type, body), { timeout: timeoutMs });
-      } catch (err) {
-        throw fromNatsError(err, `request ${subject}`);
-      }
-      const r = decodeReply(m.data);
-      if (!r.ok) throw PhosError.fromWire(r.err);
-      return r.body;
+    request(subject, type, body, timeoutMs = 5000) {
+      return requestReply(nc, subject, type, body, timeoutMs);
     },
     publish(subject, type, body) {
       nc.publish(subject, encodeMessage(type, body));

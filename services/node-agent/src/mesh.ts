@@ -7,11 +7,8 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
-import type { Logger } from '../../../common/src/index.ts';
-import {
-  PROTO_VERSION, PhosError, buckets, decodeMessage, decodeReply, encodeMessage, encodeReply, subjects, toPhosError,
-  type Message, type MessageType,
-} from '../../../proto/src/index.ts';
+import { requestReply, serveRequests, type Logger } from '../../../common/src/index.ts';
+import { PROTO_VERSION, PhosError, buckets, encodeMessage, subjects, type Message, type MessageType } from '../../../proto/src/index.ts';
 
 export const HEARTBEAT_MS = 2000;
 const PROBE = fileURLToPath(new URL('../../../build/native/tools/gpu-probe', import.meta.url));
@@ -75,8 +72,7 @@ export class MeshMember {
   private async register(): Promise<void> {
     if (this.registered || !this.registration) return;
     try {
-      const r = decodeReply((await this.nc.request(subjects.coord('register'), encodeMessage('node-register', this.registration), { timeout: 5000 })).data);
-      if (!r.ok) throw PhosError.fromWire(r.err);
+      await requestReply(this.nc, subjects.coord('register'), 'node-register', this.registration, 5000);
       this.registered = true;
     } catch (err) {
       // No coordinator yet is not fatal: heartbeats and process records still flow.
@@ -106,36 +102,12 @@ export class MeshMember {
 
   /** Serves `agent.<this node>.<verb>`: the handler's value is the reply body, a throw the reply error. */
   serve<T extends MessageType>(verb: string, type: T, handler: (m: Message<T>) => Promise<unknown>): void {
-    this.nc.subscribe(subjects.agent(this.node, verb), {
-      callback: (_e, msg) => {
-        void (async () => {
-          let reply: Uint8Array;
-          try {
-            reply = encodeReply({ v: PROTO_VERSION, ok: true, body: await handler(decodeMessage(type, msg.data)) });
-          } catch (err) {
-            const e = toPhosError(err);
-            this.log.warn({ verb, err: e }, 'mesh request failed');
-            reply = encodeReply({ v: PROTO_VERSION, ok: false, err: e.toWire() });
-          }
-          try { msg.respond(reply); } catch { /* requester gone */ }
-        })();
-      },
-    });
+    serveRequests(this.nc, subjects.agent(this.node, verb), type, handler, (err) => this.log.warn({ verb, err }, 'mesh request failed'));
   }
 
   /** Asks another agent (`agent.<node>.<verb>`); its error comes back as the PhosError it threw. */
-  async request<T extends MessageType>(node: string, verb: string, type: T, body: Message<T>, timeoutMs = 10_000): Promise<unknown> {
-    let data: Uint8Array;
-    try {
-      data = (await this.nc.request(subjects.agent(node, verb), encodeMessage(type, body), { timeout: timeoutMs })).data;
-    } catch (err) {
-      const msg = (err as Error).message;
-      const code = /timeout/i.test(msg) ? 'TIMEOUT' : /no responders/i.test(msg) ? 'AGENT_UNAVAILABLE' : 'NATS_UNAVAILABLE';
-      throw new PhosError(code, `agent ${node} did not answer ${verb}: ${msg}`, { cause: err });
-    }
-    const r = decodeReply(data);
-    if (!r.ok) throw PhosError.fromWire(r.err);
-    return r.body;
+  request<T extends MessageType>(node: string, verb: string, type: T, body: Message<T>, timeoutMs = 10_000): Promise<unknown> {
+    return requestReply(this.nc, subjects.agent(node, verb), type, body, timeoutMs);
   }
 
   publish<T extends MessageType>(subject: string, type: T, body: Message<T>): void {
