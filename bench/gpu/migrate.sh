@@ -6,7 +6,8 @@
 # own step stamps. In the same run the baseline: driver checkpoint (ckpt-ctl) + CRIU dump in host a, the
 # image sent to host b over TCP, CRIU restore + driver restore there.
 #   here:            bash bench/gpu/pack.sh
-#   GPU machine:     bash bench/gpu/migrate.sh [GiB ...]   (device tool, carry .carry) -> $OUT/gpu-migrate.json
+#   GPU machine:     bash bench/gpu/migrate.sh [GiB ... | train]   (device tool, carry .carry) -> $OUT/gpu-migrate.json
+# (`train`: the PyTorch training loop of test/gpu/torch, its checksum checked against a run without phos)
 # A dry run on cudasim: PHOS_BENCH_UNIT_MIB=32 PHOS_BENCH_SIM=1 bash bench/gpu/migrate.sh 1
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -82,7 +83,9 @@ mesh_up() {
   for _ in $(seq 100); do grep -q 'Server is ready' "$STATE/nats.log" && break; sleep 0.1; done
   in_a env PHOS_LOG_LEVEL=info "$NODE" "$CARRY/bundle/coordinator.mjs" --nats $NATS >"$STATE/coordinator.log" 2>&1 &
   for _ in $(seq 200); do grep -q 'coordinator started' "$STATE/coordinator.log" && break; sleep 0.1; done
-  start_agent a $NSA 40000-42499 && start_agent b $NSB 42500-44999
+  # Pid ranges high above the tests' (21000-29999); a machine with the default pid_max of 32768 gets lower ones.
+  local base=40000; [ "$(cat /proc/sys/kernel/pid_max)" -gt 45000 ] || base=12000
+  start_agent a $NSA $base-$((base + 2499)) && start_agent b $NSB $((base + 2500))-$((base + 4999))
 }
 
 teardown() {
@@ -94,50 +97,77 @@ teardown() {
 }
 
 counter_args() { echo --mib $(($1 * UNIT_MIB)) --buffers $(($1 < 4 ? $1 * 2 : 8)) --steps 0 --step-ms 20; }
+# A row's workload: `counter` with $2 units of GPU memory (runs until killed), or `train`, the PyTorch
+# training loop (AdamW) of test/gpu/torch, which ends with a checksum over its parameters.
+TRAIN="$ROOT/test/gpu/torch/train_loop.py"
+TRAIN_STEPS=${PHOS_BENCH_TRAIN_STEPS:-300}
+TRAIN_REF=""
+app_cmd() {
+  if [ "$1" = train ]; then echo python3 "$TRAIN" --steps "$TRAIN_STEPS" --step-ms 20
+  else echo "$ROOT/$BUILD/workloads/counter" $(counter_args "$2"); fi
+}
+# The training loop's checksum without phos and without a migration: what every migrated run must end with.
+train_reference() {
+  TRAIN_REF=$(python3 "$TRAIN" --steps "$TRAIN_STEPS" --step-ms 0 2>"$STATE/train-ref.err" | awk '/^checksum/ {print $2}')
+  [ -n "$TRAIN_REF" ] || { log "the training loop does not run here"; tail -5 "$STATE/train-ref.err" >&2; return 1; }
+  log "training loop reference checksum $TRAIN_REF"
+}
+# After a cycle: counter runs on (5 more steps); the training loop runs to its checksum.
+wait_after() {
+  if [ "$1" = train ]; then for _ in $(seq 1200); do grep -q '^checksum' "$2" && return 0; sleep 0.1; done; return 1; fi
+  local before; before=$(grep -c '^step ' "$2"); wait_steps "$2" $((before + 5))
+}
 
 wait_steps() { for _ in $(seq 1200); do [ "$(grep -c '^step ' "$1" 2>/dev/null)" -ge "$2" ] && return 0; sleep 0.05; done; return 1; }
 
-# Largest gap between the app's step stamps, and the time from $2 (ms) to its first step after it.
+# Largest gap between the app's step stamps, the time from $2 (ms) to its first step after it, and 1 when
+# the run went wrong: a BAD step (counter), or a checksum other than $3 (training loop; $3 set).
 gaps() {
-  python3 - "$1" "$2" <<'PY'
+  python3 - "$1" "$2" "${3:-}" <<'PY'
 import sys
-steps = [float(l.split()[3]) for l in open(sys.argv[1]) if l.startswith('step ')]
+lines = open(sys.argv[1]).read().splitlines()
+steps = [float(l.split()[3]) for l in lines if l.startswith('step ')]
 t0 = int(sys.argv[2]); after = [t for t in steps if t > t0]
-print(max((b - a for a, b in zip(steps, steps[1:])), default=0), (after[0] - t0) if after else -1, int(any(l.rstrip().endswith('BAD') for l in open(sys.argv[1]))))
+ck = [l.split()[1] for l in lines if l.startswith('checksum')]
+bad = any(l.rstrip().endswith('BAD') for l in lines) or (sys.argv[3] != '' and ck[:1] != [sys.argv[3]])
+print(max((b - a for a, b in zip(steps, steps[1:])), default=0), (after[0] - t0) if after else -1, int(bad))
 PY
 }
 
-# phos: counter of $1 units on gpu-a, migrated to gpu-b. One JSON object.
+# phos: workload $1 (counter of $2 units, or train) on gpu-a, migrated to gpu-b. One JSON object.
 phos_cycle() {
-  local gib=$1 pid applog out t0 r
-  pid=$(phos a run --job counter -- "$ROOT/$BUILD/workloads/counter" $(counter_args "$gib")) || { log "phos run failed"; return 1; }
-  applog=$(ls -t "$STATE"/a/state/logs/counter-"$pid"-*.log | head -1)
-  wait_steps "$applog" 10 || { log "counter did not reach step 10"; return 1; }
+  local app=$1 gib=$2 pid applog out t0 r ref=""
+  [ "$app" = train ] && ref=$TRAIN_REF
+  pid=$(phos a run --job "$app" -- $(app_cmd "$app" "$gib")) || { log "phos run failed"; return 1; }
+  applog=$(ls -t "$STATE"/a/state/logs/"$app"-"$pid"-*.log | head -1)
+  wait_steps "$applog" 30 || { log "$app did not reach step 30"; tail -5 "$applog" >&2; return 1; }
   t0=$(now_ms)
   out=$(in_a env "${SIM_ENV[@]}" "$NODE" "$CARRY/bundle/phos.mjs" migrate --pid "$pid" --from gpu-a --to gpu-b --nats $NATS --json 2>"$STATE/migrate.err")
-  local rc=$? total=$(( $(now_ms) - t0 )) before; before=$(grep -c '^step ' "$applog")
-  wait_steps "$applog" $((before + 5))
-  read -r gap first bad < <(gaps "$applog" "$t0")
+  local rc=$? total=$(( $(now_ms) - t0 ))
+  wait_after "$app" "$applog"
+  read -r gap first bad < <(gaps "$applog" "$t0" "$ref")
   kill -9 "$pid" 2>/dev/null
+  [ "$rc" = 0 ] || { log "phos migrate exited $rc"; tail -5 "$STATE/migrate.err" >&2; }
   echo "$out" | tail -1 | python3 -c '
 import json, sys
-s = json.loads(sys.stdin.read()); gib, rc, total, gap, bad = sys.argv[1:]
-print(json.dumps({"gib": int(gib), "phase": s["phase"], "ok": s["phase"] == "succeeded" and rc == "0" and bad == "0",
+s = json.loads(sys.stdin.read()); app, gib, rc, total, gap, bad = sys.argv[1:]
+print(json.dumps({"workload": app, "gib": int(gib), "phase": s["phase"], "ok": s["phase"] == "succeeded" and rc == "0" and bad == "0",
   "downtimeMs": s.get("downtimeMs"), "migrationMs": s["updatedAt"] - s["startedAt"], "cliMs": int(total),
-  "appGapMs": float(gap), "bytesSent": s["bytesSent"], "error": s.get("error")}))' "$gib" "$rc" "$total" "$gap" "$bad"
+  "appGapMs": float(gap), "bytesSent": s["bytesSent"], "error": s.get("error")}))' "$app" "$gib" "$rc" "$total" "$gap" "$bad"
 }
 
-# Baseline: the same counter in host a; driver checkpoint + CRIU dump there, the image over TCP to host
+# Baseline: the same workload in host a; driver checkpoint + CRIU dump there, the image over TCP to host
 # b, CRIU restore + driver restore there. One JSON object.
 base_cycle() {
-  local gib=$1 d="$STATE/base" pid t0 t1 dump copy rest
+  local app=$1 gib=$2 d="$STATE/base" pid t0 t1 dump copy rest ref=""
+  [ "$app" = train ] && ref=$TRAIN_REF
   rm -rf "$d" && mkdir -p "$d/a" "$d/b"
   # The workload is the new session's leader (CRIU dumps a whole session); it writes its own pid first.
   # (nsenter directly, not through net(): a function runs in a subshell that would report the kill into app.log)
-  nsenter --net=/run/netns/$NSA env "${SIM_ENV[@]}" setsid sh -c 'echo $$ >"$0"; exec "$@"' "$d/pid" "$ROOT/$BUILD/workloads/counter" $(counter_args "$gib") </dev/null >"$d/app.log" 2>&1 &
+  nsenter --net=/run/netns/$NSA env "${SIM_ENV[@]}" setsid sh -c 'echo $$ >"$0"; exec "$@"' "$d/pid" $(app_cmd "$app" "$gib") </dev/null >"$d/app.log" 2>&1 &
   for _ in $(seq 50); do [ -s "$d/pid" ] && break; sleep 0.05; done
   pid=$(cat "$d/pid")
-  wait_steps "$d/app.log" 10 || { log "baseline counter did not reach step 10"; kill -9 "$pid"; return 1; }
+  wait_steps "$d/app.log" 30 || { log "baseline $app did not reach step 30"; kill -9 "$pid"; return 1; }
   ip netns exec $NSB python3 -c '
 import socket, sys, tarfile
 s = socket.create_server((sys.argv[1], 7455)); c, _ = s.accept()
@@ -156,11 +186,11 @@ t = tarfile.open(fileobj=f, mode="w|"); t.add(sys.argv[2], arcname="."); t.close
   net $NSB env CRIU_FAULT=130 "$CARRY/criu/criu-wrap" restore -D "$d/b" -o restore.log -d --timeout 600 || { log "criu restore failed"; return 1; }
   env "${SIM_ENV[@]}" $BUILD/tools/ckpt-ctl resume "$pid" >/dev/null || { log "resume failed"; kill -9 "$pid"; return 1; }
   rest=$(( $(now_ms) - t1 ))
-  local before; before=$(grep -c '^step ' "$d/app.log"); wait_steps "$d/app.log" $((before + 5))
-  read -r gap first bad < <(gaps "$d/app.log" "$t0")
+  wait_after "$app" "$d/app.log"
+  read -r gap first bad < <(gaps "$d/app.log" "$t0" "$ref")
   kill -9 "$pid" 2>/dev/null
-  python3 -c 'import json,sys; g,d,c,r,gap,bad,img=sys.argv[1:]; print(json.dumps({"gib": int(g), "ok": bad == "0", "suspendDumpMs": int(d), "copyMs": int(c), "restoreMs": int(r), "downtimeMs": float(gap), "imageBytes": int(img)}))' \
-    "$gib" "$dump" "$copy" "$rest" "$gap" "$bad" "$(du -sb "$d/a" | cut -f1)"
+  python3 -c 'import json,sys; a,g,d,c,r,gap,bad,img=sys.argv[1:]; print(json.dumps({"workload": a, "gib": int(g), "ok": bad == "0", "suspendDumpMs": int(d), "copyMs": int(c), "restoreMs": int(r), "downtimeMs": float(gap), "imageBytes": int(img)}))' \
+    "$app" "$gib" "$dump" "$copy" "$rest" "$gap" "$bad" "$(du -sb "$d/a" | cut -f1)"
   rm -rf "$d"
 }
 
@@ -170,13 +200,17 @@ main() {
   trap teardown EXIT
   mesh_up || exit 1
   local rows=() r
-  for gib in "${SIZES[@]}"; do
-    local reps=$REPS; [ "$gib" -ge 16 ] && reps=1
+  for w in "${SIZES[@]}"; do [ "$w" = train ] && { train_reference || exit 1; }; done
+  for w in "${SIZES[@]}"; do
+    local app=counter gib=$w reps=$REPS what
+    [ "$w" = train ] && { app=train; gib=0; }
+    [ "$gib" -ge 16 ] && reps=1
+    what="counter $gib x $UNIT_MIB MiB"; [ "$app" = train ] && what="training loop"
     for rep in $(seq "$reps"); do
-      log "counter $gib x $UNIT_MIB MiB, repetition $rep: phos migrate"
-      r=$(phos_cycle "$gib") && { echo "$r"; rows+=("{\"system\":\"phos\",${r:1}"); } || tail -20 "$STATE/a/agent.log" >&2
-      log "counter $gib x $UNIT_MIB MiB, repetition $rep: driver checkpoint + CRIU + copy + restore"
-      r=$(base_cycle "$gib") && { echo "$r"; rows+=("{\"system\":\"baseline\",${r:1}"); }
+      log "$what, repetition $rep: phos migrate"
+      r=$(phos_cycle "$app" "$gib") && { echo "$r"; rows+=("{\"system\":\"phos\",${r:1}"); } || tail -20 "$STATE/a/agent.log" >&2
+      log "$what, repetition $rep: driver checkpoint + CRIU + copy + restore"
+      r=$(base_cycle "$app" "$gib") && { echo "$r"; rows+=("{\"system\":\"baseline\",${r:1}"); }
     done
   done
   printf '%s\n' "${rows[@]}" | python3 -c '
@@ -184,10 +218,10 @@ import json, sys, statistics, platform, datetime, subprocess
 rows = [json.loads(l) for l in sys.stdin if l.strip()]
 med = lambda xs: statistics.median(xs) if xs else None
 table = []
-for g in sorted({r["gib"] for r in rows}):
-    p = [r for r in rows if r["gib"] == g and r["system"] == "phos" and r["ok"]]
-    b = [r for r in rows if r["gib"] == g and r["system"] == "baseline" and r["ok"]]
-    table.append({"gib": g, "phosReps": len(p), "baselineReps": len(b),
+for w, g in sorted({(r["workload"], r["gib"]) for r in rows}):
+    p = [r for r in rows if (r["workload"], r["gib"]) == (w, g) and r["system"] == "phos" and r["ok"]]
+    b = [r for r in rows if (r["workload"], r["gib"]) == (w, g) and r["system"] == "baseline" and r["ok"]]
+    table.append({"workload": w, "gib": g, "phosReps": len(p), "baselineReps": len(b),
       "phosDowntimeMs": med([r["downtimeMs"] for r in p]), "phosAppGapMs": med([r["appGapMs"] for r in p]), "phosTotalMs": med([r["migrationMs"] for r in p]),
       "baselineDowntimeMs": med([r["downtimeMs"] for r in b]), "baselineCopyMs": med([r["copyMs"] for r in b])})
 try: gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()

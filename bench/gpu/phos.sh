@@ -64,20 +64,31 @@ cycle() {
   r=$(phos pre-dump --pid "$pid" --dir "$img/pre" --json) || { log "pre-dump failed: $(echo "$r" | tail -2)"; kill -9 "$pid"; return 1; }
   pre=$(( $(now_ms) - t0 )); local pre_end; pre_end=$(now_ms)
   echo "$r" | tail -1 >"$STATE/pre.json"
+  # Two full images of 32 GiB or more would not fit in /dev/shm (half the RAM): keep only the dump's.
+  [ "$gib" -ge 32 ] && rm -rf "$img/pre"
   sleep 1
   t0=$(now_ms)
   r=$(phos dump --pid "$pid" --dir "$img/full" --json) || { log "dump failed: $(echo "$r" | tail -2)"; kill -9 "$pid"; return 1; }
   dump=$(( $(now_ms) - t0 ))
   echo "$r" | tail -1 >"$STATE/dump.json"
   local before; before=$(grep -c '^step ' "$applog")
-  local rs; rs=$(now_ms)
+  local rs fills; rs=$(now_ms); fills=$(grep -c 'background fill \(complete\|failed\|stopped\)' "$STATE/agent.log")
   r=$(phos restore --dir "$img/full" --json) || { log "restore failed: $(echo "$r" | tail -2)"; return 1; }
   rest=$(( $(now_ms) - rs ))
   for _ in $(seq 600); do [ "$(grep -c '^step ' "$applog")" -ge $((before + 5)) ] && break; sleep 0.05; done
+  # All memory resident: the restore is lazy, so wait for the agent's background fill to finish.
+  for _ in $(seq 1200); do [ "$(grep -c 'background fill \(complete\|failed\|stopped\)' "$STATE/agent.log")" -gt "$fills" ] && break; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null
   python3 - "$applog" "$gib" "$pre" "$pre_end" "$dump" "$rest" "$rs" "$img" "$STATE" <<'PY'
 import json, os, sys
+from datetime import datetime
 applog, gib, pre, pre_end, dump, rest, rs, img, state = sys.argv[1:]
+fill = None  # epoch ms of the last background fill that ended after the restore began
+for l in open(os.path.join(state, 'agent.log')):
+    try: d = json.loads(l)
+    except ValueError: continue
+    t = datetime.fromisoformat(str(d.get('time', '1970-01-01T00:00:00Z')).replace('Z', '+00:00')).timestamp() * 1000
+    if d.get('msg') == 'background fill complete' and t >= int(rs): fill = t
 lines = open(applog).read().splitlines()
 steps = [(int(l.split()[1]), float(l.split()[3])) for l in lines if l.startswith('step ')]
 pre_end = int(pre_end); rs = int(rs); pre_start = pre_end - int(pre)
@@ -91,9 +102,10 @@ print(json.dumps({"gib": int(gib), "preDumpMs": int(pre), "preDumpStallMs": gap(
   "preDumpPath": pj.get("result", {}).get("path"), "dumpMs": int(dump), "dumpPath": dj.get("result", {}).get("path"),
   "safeReason": dj.get("result", {}).get("safeReason") or pj.get("result", {}).get("safeReason"), "agentStallMs": pj.get("result", {}).get("stallMs"),
   "imageBytes": size(os.path.join(img, "full")), "criuImageBytes": size(os.path.join(img, "full", "criu")),
-  "restoreMs": int(rest), "restoreToRunningMs": (after[0] - rs) if after else None,
+  "restoreMs": int(rest), "restoreToRunningMs": (after[0] - rs) if after else None, "residentMs": (fill - rs) if fill else None,
   "stepsOk": not any(l.endswith(" BAD") for l in lines)}))
 PY
+  rm -rf "$img"
 }
 
 main() {
@@ -122,10 +134,10 @@ try: gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--f
 except FileNotFoundError: gpu = "no nvidia-smi (simulated driver?)"
 json.dump({"bench": "gpu-phos", "system": "phos (agent + libphos keeper path)", "machine": {"gpu": gpu, "kernel": platform.release()}, "date": datetime.date.today().isoformat(), "rows": table, "raw": rows}, open(sys.argv[1], "w"), indent=1)
 f = lambda v: "-" if v is None else "%.0f" % v
-print("| size | reps | path | pre-dump ms | pre-dump stall ms | dump ms | image GB | CRIU part GB | restore ms | restore-to-running ms | ok |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| size | reps | path | pre-dump ms | pre-dump stall ms | dump ms | image GB | CRIU part GB | restore ms | restore-to-running ms | all resident ms | ok |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for t in table:
-    print("| %d | %d | %s | %s | %s | %s | %.2f | %.2f | %s | %s | %s |" % (t["gib"], t["reps"], t["path"], f(t["preDumpMs"]), f(t["preDumpStallMs"]), f(t["dumpMs"]), (t["imageBytes"] or 0)/1e9, (t["criuImageBytes"] or 0)/1e9, f(t["restoreMs"]), f(t["restoreToRunningMs"]), t["allOk"]))
+    print("| %d | %d | %s | %s | %s | %s | %.2f | %.2f | %s | %s | %s | %s |" % (t["gib"], t["reps"], t["path"], f(t["preDumpMs"]), f(t["preDumpStallMs"]), f(t["dumpMs"]), (t["imageBytes"] or 0)/1e9, (t["criuImageBytes"] or 0)/1e9, f(t["restoreMs"]), f(t["restoreToRunningMs"]), f(t.get("residentMs")), t["allOk"]))
 ' "$OUT/gpu-phos.json"
 }
 [ "${BASH_SOURCE[0]}" = "$0" ] && main

@@ -6,8 +6,14 @@
 #   here: bash bench/gpu/pack.sh     GPU machine: bash bench/gpu/torch.sh   -> $OUT/gpu-torch.json
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/phos.sh"
-STEPS=${PHOS_TORCH_STEPS:-150}
-TRAIN="$ROOT/test/gpu/torch/train_loop.py"
+# PHOS_TORCH_APP=train (default; -> gpu-torch.json) or llama: the Llama-2-13B-shaped decoder of
+# test/gpu/torch/llama_decode.py, 26 GB of fp16 weights, generating tokens (-> gpu-llama.json).
+APP=${PHOS_TORCH_APP:-train}
+case $APP in
+  train) TRAIN="$ROOT/test/gpu/torch/train_loop.py"; STEPS=${PHOS_TORCH_STEPS:-150}; export PHOS_TORCH_JSON=gpu-torch.json ;;
+  llama) TRAIN="$ROOT/test/gpu/torch/llama_decode.py"; STEPS=${PHOS_TORCH_STEPS:-1000}; export PHOS_TORCH_JSON=gpu-llama.json ;;
+  *) echo "PHOS_TORCH_APP must be train or llama" >&2; exit 2 ;;
+esac
 
 torch_cycle() {
   local ref pid applog img="$STATE/torch-img" pre dump rest rs
@@ -19,6 +25,8 @@ torch_cycle() {
   for _ in $(seq 1200); do grep -q '^step 30 ' "$applog" 2>/dev/null && break; sleep 0.1; done
   grep -q '^step 30 ' "$applog" || { log "training did not reach step 30"; tail -20 "$applog" >&2; return 1; }
   pre=$(phos pre-dump --pid "$pid" --dir "$img/pre" --json | tail -1); echo "$pre" >&2
+  # Two images of a 26 GB model would not fit in /dev/shm (half the RAM) next to the baseline's: keep the dump's.
+  [ "$APP" = llama ] && rm -rf "$img/pre"
   for _ in $(seq 600); do grep -q '^step 60 ' "$applog" && break; sleep 0.1; done
   dump=$(phos dump --pid "$pid" --dir "$img/full" --json | tail -1); echo "$dump" >&2
   rs=$(now_ms)
@@ -26,32 +34,39 @@ torch_cycle() {
   for _ in $(seq 1200); do grep -q '^checksum' "$applog" && break; sleep 0.1; done
   python3 - "$applog" "$ref" "$rs" "$img" "$STATE/agent.log" "$pid" "$pre" "$dump" <<'PY'
 import json, os, sys
+from datetime import datetime
 applog, ref, rs, img, agentlog, pid, pre, dump = sys.argv[1:]
 lines = open(applog).read().splitlines()
 steps = [(int(l.split()[1]), float(l.split()[3])) for l in lines if l.startswith('step ')]
 ck = [l.split()[1] for l in lines if l.startswith('checksum')]
 after = [t for _, t in steps if t > int(rs)]
 size = lambda d: sum(os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(d) for f in fs)
-ckpt = {}
+ckpt, residue, unexplained, fill = {}, [], [], None
 for l in open(agentlog):
     try: d = json.loads(l)
     except ValueError: continue
     if d.get('msg') == 'step done' and d.get('pid') == int(pid): ckpt.setdefault(d['procedure'] + ':' + d['step'], round(d['ms']))
+    if d.get('msg') == 'driver checkpoint copied into host memory' and d.get('pid') == int(pid): residue.append(d['rssAnonGrowthBytes'])
+    if d.get('msg') == 'driver residue left to the driver checkpoint' and d.get('pid') == int(pid): unexplained.append(d['residueBytes'])
+    t = datetime.fromisoformat(str(d.get('time', '1970-01-01T00:00:00Z')).replace('Z', '+00:00')).timestamp() * 1000
+    if d.get('msg') == 'background fill complete' and t >= int(rs): fill = t
 gaps = [b[1] - a[1] for a, b in zip(steps, steps[1:])]
 res = lambda s: (json.loads(s).get('result') or {}) if s.strip().startswith('{') else {}
-doc = {"bench": "gpu-torch", "steps": len(steps), "checksum": ck[0] if ck else None, "reference": ref, "match": bool(ck) and ck[0] == ref,
-  "preDump": res(pre), "dump": res(dump), "restoreToRunningMs": (after[0] - int(rs)) if after else None, "largestStepGapMs": max(gaps) if gaps else None,
-  "criuImageBytes": size(os.path.join(img, "full", "criu")), "gpuImageBytes": size(os.path.join(img, "full", "gpu")), "agentSteps": ckpt}
-json.dump(doc, open(os.environ.get("OUT", ".") + "/gpu-torch.json", "w"), indent=1)
+doc = {"bench": os.environ["PHOS_TORCH_JSON"][:-5], "steps": len(steps), "checksum": ck[0] if ck else None, "reference": ref, "match": bool(ck) and ck[0] == ref,
+  "preDump": res(pre), "dump": res(dump), "restoreToRunningMs": (after[0] - int(rs)) if after else None, "residentMs": (fill - int(rs)) if fill else None, "finite": 'finite NO' not in lines, "largestStepGapMs": max(gaps) if gaps else None,
+  "criuImageBytes": size(os.path.join(img, "full", "criu")), "gpuImageBytes": size(os.path.join(img, "full", "gpu")), "agentSteps": ckpt,
+  "driverCheckpointRssAnonGrowthBytes": residue, "deviceBytesUnexplainedByLibphos": unexplained}
+json.dump(doc, open(os.environ.get("OUT", ".") + "/" + os.environ["PHOS_TORCH_JSON"], "w"), indent=1)
 print(json.dumps(doc, indent=1))
 PY
+  rm -rf "$img"
 }
 
 # The same training loop under the baseline: driver lock+checkpoint (ckpt-ctl), CRIU dump, CRIU
 # restore, driver restore+unlock, then the checksum. Appends "baseline" to gpu-torch.json.
 baseline_cycle() {
   local dir=/dev/shm/phos-torch-baseline app pid t s dump rest img ref
-  ref=$(python3 -c 'import json,os; print(json.load(open(os.environ.get("OUT",".")+"/gpu-torch.json"))["reference"])')
+  ref=$(python3 -c 'import json,os; print(json.load(open(os.environ.get("OUT",".")+"/"+os.environ["PHOS_TORCH_JSON"]))["reference"])')
   rm -rf "$dir" && mkdir -p "$dir/img"; app="$dir/app.log"
   setsid python3 "$TRAIN" --steps "$STEPS" --step-ms 20 </dev/null >"$app" 2>&1 &
   pid=$!
@@ -72,7 +87,7 @@ lines = open(app).read().splitlines()
 steps = [float(l.split()[3]) for l in lines if l.startswith('step ')]
 ck = [l.split()[1] for l in lines if l.startswith('checksum')]
 ctl = [json.loads(l) for l in s.splitlines() if l.strip()]
-p = os.environ.get("OUT", ".") + "/gpu-torch.json"
+p = os.environ.get("OUT", ".") + "/" + os.environ["PHOS_TORCH_JSON"]
 doc = json.load(open(p))
 doc["baseline"] = {"suspendPlusDumpMs": int(dump), "driverCheckpointMs": ctl[1]["ms"] if len(ctl) > 1 else None, "imageBytes": int(img),
   "restoreMs": int(rest), "largestStepGapMs": max((b - a for a, b in zip(steps, steps[1:])), default=None), "checksum": ck[0] if ck else None, "match": bool(ck) and ck[0] == ref}

@@ -100,6 +100,14 @@ function checkSpace(dir: string, need: number): void {
   }
 }
 
+/** The process's anonymous resident memory (/proc/PID/status RssAnon), or null when it cannot be read. */
+function rssAnonBytes(pid: number): number | null {
+  try {
+    const m = /^RssAnon:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch { return null; }
+}
+
 /** Why the keeper path cannot be taken (null: it can): libphos linked, every device byte explained and kept. */
 export async function keeperPathRefusal(d: CheckpointDeps, pid: number, linked: boolean, allocs: number): Promise<string | null> {
   if (!d.o.keeperPath) return 'the keeper path is switched off in the agent config';
@@ -214,7 +222,15 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
     undo: async () => { if (!c.released) await pccl.driverCheckpoint('unlock', pid); },
   }, {
     name: 'checkpoint',
-    run: async () => { report.phase('checkpoint'); await pccl.driverCheckpoint('checkpoint', pid); moveTo(p.rec, 'frozen', 'driver checkpointed'); },
+    run: async () => {
+      report.phase('checkpoint');
+      const before = rssAnonBytes(pid);
+      await pccl.driverCheckpoint('checkpoint', pid);
+      // What the driver still copied into the process: the residue no allocation call explained.
+      const after = rssAnonBytes(pid);
+      if (before !== null && after !== null) d.log.info({ pid, rssAnonGrowthBytes: after - before, rssAnonBytes: after }, 'driver checkpoint copied into host memory');
+      moveTo(p.rec, 'frozen', 'driver checkpointed');
+    },
     undo: async () => { if (!c.released) { moveTo(p.rec, 'thawing', 'rollback: driver restore'); await pccl.driverCheckpoint('restore', pid); } },
   }, ...faultStep<KeeperCtx>('agent-after-checkpoint'), {
     name: 'criu-dump',
