@@ -38,6 +38,7 @@ in_a() { ip netns exec $NSA "$@"; }
 net() { nsenter --net=/run/netns/$1 "${@:2}"; }
 
 build() {
+  mkdir -p build
   [ -n "${PHOS_BENCH_SIM:-}" ] && return 0
   [ -x $BUILD/workloads/counter ] && [ -f $BUILD/hijack/libphos.so ] && [ -x $BUILD/tools/ckpt-ctl ] && return 0
   cmake -S native -B $BUILD -DCMAKE_BUILD_TYPE=Release >build/gpu-cmake.log 2>&1 || { tail -20 build/gpu-cmake.log; return 1; }
