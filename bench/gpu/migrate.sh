@@ -32,10 +32,11 @@ BUILD=build/gpu
 SIM_ENV=()
 if [ -n "${PHOS_BENCH_SIM:-}" ]; then BUILD=build/native; SIM_ENV=("LD_LIBRARY_PATH=$ROOT/build/native/cudasim"); fi
 phos() { env "${SIM_ENV[@]}" PHOS_CONTROL_SOCK="$STATE/$1/control.sock" "$NODE" "$CARRY/bundle/phos.mjs" "${@:2}"; }
-in_a() { ip netns exec $NSA "$@"; }
-# Network namespace only (ip netns exec also gives each command a new mount namespace, and CRIU wants the
-# app and itself in one): for the baseline's app, dump and restore.
+command -v ip >/dev/null || PATH="$CARRY/ip/bin:$PATH"  # the GPU machine has no iproute2: pack.sh carries it
+# Commands in a host's network namespace (nsenter, not `ip netns exec`: that also gives each command a new
+# mount namespace, and CRIU wants the app and itself in one; the agents get theirs from unshare).
 net() { nsenter --net=/run/netns/$1 "${@:2}"; }
+in_a() { net $NSA "$@"; }
 
 build() {
   mkdir -p build
@@ -73,7 +74,7 @@ env:
   LD_LIBRARY_PATH: "${PHOS_BENCH_SIM:+$ROOT/build/native/cudasim}"
 YAML
   [ -n "${PHOS_BENCH_SIM:-}" ] && echo "libcuda: $ROOT/build/native/cudasim/libcuda.so.1" >>"$d/agent.yaml"
-  ip netns exec "$ns" sh -c "mount --bind '$d/run' /run/phos-mig && UV_THREADPOOL_SIZE=16 PHOS_LOG_LEVEL=info exec '$NODE' '$CARRY/bundle/agent.mjs' --config '$d/agent.yaml'" >"$d/agent.log" 2>&1 &
+  net "$ns" unshare -m --propagation private sh -c "mount --bind '$d/run' /run/phos-mig && UV_THREADPOOL_SIZE=16 PHOS_LOG_LEVEL=info exec '$NODE' '$CARRY/bundle/agent.mjs' --config '$d/agent.yaml'" >"$d/agent.log" 2>&1 &
   for _ in $(seq 200); do grep -q 'joined the mesh' "$d/agent.log" 2>/dev/null && return 0; sleep 0.1; done
   log "agent $n did not join the mesh"; tail -20 "$d/agent.log" >&2; return 1
 }
@@ -169,7 +170,7 @@ base_cycle() {
   for _ in $(seq 50); do [ -s "$d/pid" ] && break; sleep 0.05; done
   pid=$(cat "$d/pid")
   wait_steps "$d/app.log" 30 || { log "baseline $app did not reach step 30"; kill -9 "$pid"; return 1; }
-  ip netns exec $NSB python3 -c '
+  net $NSB python3 -c '
 import socket, sys, tarfile
 s = socket.create_server((sys.argv[1], 7455)); c, _ = s.accept()
 tarfile.open(fileobj=c.makefile("rb"), mode="r|").extractall(sys.argv[2])' $ADDR_B "$d/b" &

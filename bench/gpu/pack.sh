@@ -20,6 +20,19 @@ LD_LIBRARY_PATH="$d/lib" exec "$d/criu" "$@"
 WRAP
 chmod +x "$OUT/criu/criu-wrap"
 
+# iproute2's ip (the migration bench makes network namespaces; the GPU machine has no ip), same way.
+rm -rf "$OUT/ip" && mkdir -p "$OUT/ip/lib" "$OUT/ip/bin"
+IP=$(readlink -f "$(command -v ip)")
+cp "$IP" "$OUT/ip/ip"
+ldd "$IP" | awk '$3 ~ /^\// {print $3}' | grep -vE '/(libc|libm|libdl|libpthread|ld-linux[^/]*)\.so' | while read -r lib; do cp -L "$lib" "$OUT/ip/lib/"; done
+cat >"$OUT/ip/bin/ip" <<'WRAP'
+#!/bin/sh
+# ip with the libraries it was built against (never use its `netns exec`: the command would inherit them).
+d=$(dirname "$(dirname "$(readlink -f "$0")")")
+LD_LIBRARY_PATH="$d/lib" exec "$d/ip" "$@"
+WRAP
+chmod +x "$OUT/ip/bin/ip"
+
 # Node.js: the GPU machine has none. Compressing takes minutes, so the result is cached.
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/phos
 mkdir -p "$CACHE"
