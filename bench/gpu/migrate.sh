@@ -31,6 +31,8 @@ NATS_SERVER=$(command -v nats-server || echo "$CARRY/nats-server")
 BUILD=build/gpu
 SIM_ENV=()
 if [ -n "${PHOS_BENCH_SIM:-}" ]; then BUILD=build/native; SIM_ENV=("LD_LIBRARY_PATH=$ROOT/build/native/cudasim"); fi
+# The bundled agent finds gpu-probe (its GPU list) here, not next to its sources.
+export PHOS_GPU_PROBE="$ROOT/$BUILD/tools/gpu-probe"
 phos() { env "${SIM_ENV[@]}" PHOS_CONTROL_SOCK="$STATE/$1/control.sock" "$NODE" "$CARRY/bundle/phos.mjs" "${@:2}"; }
 command -v ip >/dev/null || PATH="$CARRY/ip/bin:$PATH"  # the GPU machine has no iproute2: pack.sh carries it
 # Commands in a host's network namespace (nsenter, not `ip netns exec`: that also gives each command a new

@@ -22,6 +22,8 @@ now_ms() { date +%s%3N; }
 NODE=$(command -v node || true)
 if [ -z "$NODE" ]; then NODE=/tmp/phos-node; [ -x $NODE ] || { xz -dc "$CARRY/node.xz" >$NODE && chmod +x $NODE; }; fi
 export PHOS_PCCL_ADDON="$CARRY/pccl.node"
+# The bundled agent finds gpu-probe (its GPU list) here, not next to its sources.
+export PHOS_GPU_PROBE="$ROOT/build/gpu/tools/gpu-probe"
 phos() { PHOS_CONTROL_SOCK=$STATE/control.sock "$NODE" "$CARRY/bundle/phos.mjs" "$@"; }
 
 build() {

@@ -47,6 +47,8 @@ else
   phos() { PHOS_CONTROL_SOCK=$STATE/control.sock "$ROOT/bin/phos" "$@"; }
   agent_cmd() { "$ROOT/bin/phos" agent "$@"; }
 fi
+# The agent's GPU list comes from this build's gpu-probe (a bundled agent cannot find it by itself).
+export PHOS_GPU_PROBE="$BUILD/tools/gpu-probe"
 json() { python3 -c 'import sys,json; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(eval(sys.argv[1], {"d": d, "json": json}))' "$1"; }
 
 log "GPUs: $("$BUILD/tools/gpu-probe" | json '[x["uuid"] for x in d.get("devices", [])]')"

@@ -2,29 +2,17 @@
 // (alloc frame + fd), so the memory outlives the app's own mappings during a freeze. It owns the
 // imported regions and spare memory; pccl moves the bytes. Which allocations belong to whom is here, and
 // which of the agent's GPUs holds each (a process's device ordinals are matched to the agent's by UUID).
-import { execFile } from 'node:child_process';
-import { dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Logger } from '../../../common/src/index.ts';
 import * as pccl from '../../../native/pccl/pccl.ts';
 import { PhosError } from '../../../proto/src/index.ts';
-
-const PROBE = fileURLToPath(new URL('../../../build/native/tools/gpu-probe', import.meta.url));
+import { probeGpus } from './gpu-probe.ts';
 
 /**
  * The UUID of each GPU as the agent's driver numbers them (index = the agent's ordinal), from gpu-probe
  * run against the same libcuda (cudasim when configured). Empty when the probe finds no driver.
  */
-export function probeAgentGpus(libcuda: string | null): Promise<string[]> {
-  const env = libcuda ? { ...process.env, LD_LIBRARY_PATH: [dirname(libcuda), process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') } : process.env;
-  return new Promise((resolve) => {
-    execFile(process.env.PHOS_GPU_PROBE ?? PROBE, { env, encoding: 'utf8' }, (_err, out) => {
-      try {
-        const p = JSON.parse(out) as { ok: boolean; devices?: { index: number; uuid: string }[] };
-        resolve(p.ok ? (p.devices ?? []).sort((a, b) => a.index - b.index).map((d) => d.uuid) : []);
-      } catch { resolve([]); }
-    });
-  });
+export async function probeAgentGpus(libcuda: string | null): Promise<string[]> {
+  return (await probeGpus(libcuda)).gpus.map((d) => d.uuid);
 }
 
 export interface KeptAllocation {

@@ -1,39 +1,17 @@
 // The agent's membership in the mesh (only when the config names a NATS server): registers the node and
 // its GPUs with the coordinator, heartbeats, and keeps the KV `processes` bucket in step with the processes
 // this agent manages, so the coordinator can validate migrations. The one module here that talks NATS.
-import { execFile } from 'node:child_process';
 import { hostname } from 'node:os';
-import { dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import { requestReply, serveRequests, type Logger } from '../../../common/src/index.ts';
+import { probeGpus } from './gpu-probe.ts';
 import { PROTO_VERSION, PhosError, buckets, encodeMessage, subjects, type Message, type MessageType } from '../../../proto/src/index.ts';
 
 export const HEARTBEAT_MS = 2000;
-const PROBE = fileURLToPath(new URL('../../../build/native/tools/gpu-probe', import.meta.url));
 
 export interface MeshProcess { pid: number; job: string; keptBytes: number }
 type Gpu = Message<'node-register'>['gpus'][number];
-
-/** GPUs and driver as gpu-probe sees them through the driver the agent uses (cudasim when configured). */
-function probeGpus(libcuda: string | null): Promise<{ gpus: Gpu[]; driverVersion: number; simulated: boolean }> {
-  const env = libcuda ? { ...process.env, LD_LIBRARY_PATH: [dirname(libcuda), process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') } : process.env;
-  return new Promise((resolve) => {
-    execFile(process.env.PHOS_GPU_PROBE ?? PROBE, { env, encoding: 'utf8' }, (_err, out) => {
-      try {
-        const p = JSON.parse(out) as { ok: boolean; library?: string; driverVersion?: number; devices?: { index: number; name: string; uuid: string; totalBytes: number; freeBytes: number }[] };
-        if (!p.ok) throw new Error('no driver');
-        resolve({
-          gpus: (p.devices ?? []).map((d) => ({ index: d.index, uuid: d.uuid, model: d.name, memBytes: d.totalBytes, freeBytes: d.freeBytes })),
-          driverVersion: p.driverVersion ?? 0, simulated: /cudasim/.test(p.library ?? ''),
-        });
-      } catch {
-        resolve({ gpus: [], driverVersion: 0, simulated: false });
-      }
-    });
-  });
-}
 
 export class MeshMember {
   private timer: NodeJS.Timeout | null = null;
@@ -52,7 +30,10 @@ export class MeshMember {
     }
     const kv = await new Kvm(nc).create(buckets.processes, { history: 1 });
     const m = new MeshMember(nc, kv, o.node, list, log);
-    const { gpus, driverVersion, simulated } = await probeGpus(o.libcuda);
+    const probe = await probeGpus(o.libcuda);
+    const gpus: Gpu[] = probe.gpus.map((d) => ({ index: d.index, uuid: d.uuid, model: d.name, memBytes: d.totalBytes, freeBytes: d.freeBytes }));
+    const { driverVersion, simulated } = probe;
+    if (probe.error) log.warn({ reason: probe.error }, 'no GPU found: this node registers without GPUs and cannot take migrations');
     // Verbs are served before the node is announced: the coordinator may ask at once.
     beforeRegister(m);
     await nc.flush();
