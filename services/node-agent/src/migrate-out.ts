@@ -24,6 +24,10 @@ const MAX_ROUNDS = 12;
 const DATA_SHARE = 0.5;
 /** Chunks per transportSend call: progress and cancel are looked at between batches. */
 const SEND_BATCH = 32;
+/** libphos tracks writes per 2 MiB chunk of its VA region. */
+const LIBPHOS_CHUNK = 2 << 20;
+/** CRIU files go out in pieces of this size (spread over the streams; a send item holds at most 1 GiB). */
+const FILE_PIECE = 64 << 20;
 /** Under a bandwidth cap a batch carries about this long of data, so progress and cancel stay prompt. */
 const BATCH_SECONDS = 0.5;
 
@@ -43,6 +47,11 @@ interface Outgoing {
   rate: number;
   /** Chunks per transportSend. */
   batch: number;
+  /** libphos answered the last hash-round: its freeze reply can name the chunks written since. */
+  marked?: boolean;
+  vaBase?: number | null;
+  /** Chunk indices (libphos's, over its VA region) written since the last round began; null: unknown. */
+  atFreeze?: Set<number> | null;
 }
 
 const noReport: Reporter = { phase: () => {}, step: () => {} };
@@ -172,6 +181,8 @@ export class MigrationsOut {
     let lastScan = performance.now();
     for (;;) {
       round++;
+      // libphos notes every chunk written from here on; the freeze reply names them (see ship()).
+      await this.markRound(m);
       const allocs = this.d.keeper.allocations(m.pid);
       await this.announce(m, allocs);
       const chunks = await this.dirty(m, this.chunksOf(allocs));
@@ -214,7 +225,10 @@ export class MigrationsOut {
       let map = -1;
       try {
         map = pccl.mapFd(fd, f.size, false);
-        await pccl.transportSend(m.sender.id, [{ src: map, offset: 0, length: f.size, alloc: f.alloc, chunkOffset: 0 }]);
+        // Pieces: a send item holds at most 1 GiB, and several pieces spread over the parallel streams.
+        const items = [];
+        for (let off = 0; off < f.size; off += FILE_PIECE) items.push({ src: map, offset: off, length: Math.min(FILE_PIECE, f.size - off), alloc: f.alloc, chunkOffset: off });
+        await pccl.transportSend(m.sender.id, items);
         m.bytesSent += f.size;
       } finally {
         if (map >= 0) pccl.unmap(map);
@@ -223,13 +237,32 @@ export class MigrationsOut {
     }
   }
 
+  /** Starts a libphos hash round (its write tracking restarts); remembers whether libphos can name changes. */
+  private async markRound(m: Outgoing): Promise<void> {
+    m.vaBase = this.d.link.hello(m.pid)?.vaBase ?? null;
+    try { await this.d.link.request(m.pid, 'hash-round'); m.marked = true; } catch { m.marked = false; }
+  }
+
+  /**
+   * Chunks whose target copy may be stale at the freeze: never shipped, or written since the last round
+   * began (libphos's freeze reply), or in the app's own VMM mappings. Only these are re-hashed in the
+   * downtime; without that reply (older libphos, another chunk size) every shipped chunk is re-hashed.
+   */
+  private suspects(m: Outgoing, all: ChunkRef[]): ChunkRef[] {
+    const changed = m.atFreeze;
+    if (!m.marked || !changed || m.vaBase == null || this.d.o.chunkSize !== LIBPHOS_CHUNK) return all;
+    const base = m.vaBase;
+    // libphos numbers chunks of its own slabs; the app's own VMM mappings lie outside that region.
+    return all.filter((c) => c.alloc.kind !== 'slab' || !m.shipped.has(key(c.alloc.id, c.index)) || changed.has(Math.floor((c.alloc.va - base) / LIBPHOS_CHUNK) + c.index));
+  }
+
   /** The GPU step of the cutover dump: the last dirty chunks, then the CPU image; returns the manifest's chunks. */
   private ship(m: Outgoing, logPath: string, sent: { bytes: number }) {
     return async (allocs: KeptAllocation[], img: ImageDir): Promise<Manifest['chunks']> => {
       await this.announce(m, allocs);
       const all = this.chunksOf(allocs);
       const before = m.bytesSent;
-      await this.send(m, await this.dirty(m, all), () => {});
+      await this.send(m, await this.dirty(m, this.suspects(m, all)), () => {});
       sent.bytes = m.bytesSent - before;
       const files = this.filesOf(img, logPath);
       const wanted = (await this.d.mesh().request(m.to, 'migrate-files', 'migrate-files', {
@@ -251,7 +284,11 @@ export class MigrationsOut {
     let r;
     this.d.busy.delete(m.pid);
     try {
-      r = await checkpointProcess(this.d, { pid: m.pid, dir: join(m.dir, 'image'), kind: 'dump', ship: this.ship(m, rec.logPath, sent) }, noReport);
+      m.atFreeze = null;
+      r = await checkpointProcess(this.d, {
+        pid: m.pid, dir: join(m.dir, 'image'), kind: 'dump', ship: this.ship(m, rec.logPath, sent),
+        onFrozen: (rep) => { m.atFreeze = Array.isArray(rep.changed) ? new Set(rep.changed as number[]) : null; },
+      }, noReport);
     } catch (err) {
       m.phase = 'pre-copy';
       this.d.busy.add(m.pid);
