@@ -106,6 +106,19 @@ export class ProcessRegistry {
     return r;
   }
 
+  /**
+   * Waits (up to timeoutMs) until a process this agent ended is reaped: its record terminal and its pid
+   * gone from /proc. Returns at once for a pid it never managed; never throws (adoptRestoring judges).
+   */
+  async settled(pid: number, timeoutMs: number): Promise<void> {
+    for (const end = Date.now() + timeoutMs; Date.now() < end;) {
+      const old = this.records.get(pid);
+      if (!old || (old.machine.terminal && !existsSync(`/proc/${pid}`))) return;
+      if (!old.machine.terminal && old.machine.state === 'running') return; // alive and well: a real clash
+      await new Promise((res) => setTimeout(res, 10));
+    }
+  }
+
   /** A record for a process CRIU is about to restore (state restoring); the pid must be free and in no record. */
   adoptRestoring(x: { pid: number; job: string; argv: string[]; logPath: string; restoredFrom: string }): ProcessRecord {
     const old = this.records.get(x.pid);

@@ -172,6 +172,8 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
   // The pid must be free before anything runs: a clash is refused here, never half-way.
   let rec: ProcessRecord;
   try {
+    // A process this agent just dumped (a GPU move, a migration taken back) may not be reaped yet.
+    await d.registry.settled(pid, 5000);
     rec = d.registry.adoptRestoring({ pid, job: m.source.job, argv: m.agent.argv, logPath: m.agent.logPath, restoredFrom: dir });
   } catch (err) {
     if (!given) await releaseAll(fresh);
