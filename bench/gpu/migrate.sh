@@ -76,7 +76,7 @@ env:
   LD_LIBRARY_PATH: "${PHOS_BENCH_SIM:+$ROOT/build/native/cudasim}"
 YAML
   [ -n "${PHOS_BENCH_SIM:-}" ] && echo "libcuda: $ROOT/build/native/cudasim/libcuda.so.1" >>"$d/agent.yaml"
-  net "$ns" unshare -m --propagation private sh -c "mount --bind '$d/run' /run/phos-mig && UV_THREADPOOL_SIZE=16 PHOS_LOG_LEVEL=info exec '$NODE' '$CARRY/bundle/agent.mjs' --config '$d/agent.yaml'" >"$d/agent.log" 2>&1 &
+  net "$ns" unshare -m --propagation private sh -c "mount --bind '$d/run' /run/phos-mig && UV_THREADPOOL_SIZE=16 PHOS_LOG_LEVEL=${PHOS_LOG_LEVEL:-info} exec '$NODE' '$CARRY/bundle/agent.mjs' --config '$d/agent.yaml'" >"$d/agent.log" 2>&1 &
   for _ in $(seq 200); do grep -q 'joined the mesh' "$d/agent.log" 2>/dev/null && return 0; sleep 0.1; done
   log "agent $n did not join the mesh"; tail -20 "$d/agent.log" >&2; return 1
 }

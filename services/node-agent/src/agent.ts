@@ -1,5 +1,6 @@
 // The node agent: wires the libphos socket, the keeper, the process registry and the control socket,
 // and answers the CLI's verbs. Standalone (no NATS) for everything local to one node.
+import { criuVersion } from './criu.ts';
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import type { Logger } from '../../../common/src/index.ts';
 import { PROTO_VERSION, PhosError, type ControlRequest, type ProcessInfo } from '../../../proto/src/index.ts';
@@ -36,6 +37,10 @@ export class Agent {
     // pccl dlopens the driver on first use; PHOS_LIBCUDA names a specific one (cudasim in CI).
     if (o.libcuda) process.env.PHOS_LIBCUDA = o.libcuda;
     this.keeper = new Keeper(log.child({ component: 'keeper' }), o.libcuda);
+    // The GPU list costs a driver init in a child process (~0.25 s on an H200): pay it now, not inside the
+    // first restore's downtime (a migration target's restore waited for it).
+    void this.keeper.agentGpus();
+    criuVersion({ bin: o.criu ?? undefined }).catch(() => undefined); // checked again (and reported) when used
     this.registry = new ProcessRegistry(o, log.child({ component: 'registry' }));
     this.registry.onEnded = (pid) => {
       const r = this.registry.find(String(pid));

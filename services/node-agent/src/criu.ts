@@ -1,7 +1,7 @@
 // The agent's one edge to CRIU: builds command lines, runs criu, and turns its failures into PhosError
 // (CRIU_MISSING / CRIU_FAILED) that quote the log lines saying why. Nothing else in phos spawns criu.
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CRIU_MIN_VERSION, criuBinary as resolveCriu, parseCriuVersion } from '../../../common/src/index.ts';
 import { PhosError } from '../../../proto/src/index.ts';
@@ -35,8 +35,16 @@ function exec(bin: string, args: string[]): Promise<{ code: number; out: string 
 }
 
 /** The version criu reports; refuses a missing or too old criu with the install remedy. */
+/** Versions already checked, by binary and its size and mtime (a replaced binary is checked again). */
+const checked = new Map<string, string>();
+
 export async function criuVersion(opts: CriuOptions = {}): Promise<string> {
   const bin = criuBinary(opts);
+  // Spawning criu costs tens of ms, and a restore inside a migration's downtime asks every time.
+  let stamp = '';
+  try { const st = statSync(bin); stamp = `${bin}:${st.size}:${st.mtimeMs}`; } catch { /* not a path: ask criu */ }
+  const known = stamp ? checked.get(stamp) : undefined;
+  if (known) return known;
   const r = await exec(bin, ['--version']);
   const v = parseCriuVersion(r.out);
   if (!v) throw new PhosError('CRIU_MISSING', `criu not found (${bin})`);
@@ -44,6 +52,7 @@ export async function criuVersion(opts: CriuOptions = {}): Promise<string> {
   if (!v.ok) {
     throw new PhosError('CRIU_MISSING', `criu ${version} found (${bin}); phos needs >= ${CRIU_MIN_VERSION.join('.')}`, { details: { version, bin } });
   }
+  if (stamp) checked.set(stamp, version);
   return version;
 }
 

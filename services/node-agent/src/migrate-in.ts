@@ -125,9 +125,11 @@ export class MigrationsIn {
   /** Restores the app from the received CPU image and device memory; resolves once it runs here. */
   async restore(req: Message<'restore-migrated'>): Promise<Message<'restore-migrated-result'>> {
     const m = this.get(req.id);
+    const t0 = performance.now();
     this.closeFiles(m);
     pccl.transportReceiverClose(m.receiver);
     writeFileSync(join(m.dir, 'manifest.json'), req.manifest);
+    this.log.debug({ migrationId: m.id, ms: Math.round(performance.now() - t0) }, 'receiver closed; restoring');
     const r = await restoreImage(this.d, m.dir, noReport, { regions: [...m.regions.values()] });
     m.adopted = true;
     // Allocations the app freed during pre-copy arrived here but are not in its final image.

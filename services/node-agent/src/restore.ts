@@ -170,6 +170,7 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
   const pid = m.source.pid;
   const log = d.log.child({ pid, op: 'restore' });
   // The pid must be free before anything runs: a clash is refused here, never half-way.
+  log.debug({ ms: Math.round(performance.now() - t0) }, 'image checked; claiming the pid');
   let rec: ProcessRecord;
   try {
     // A process this agent just dumped (a GPU move, a migration taken back) may not be reaped yet.
