@@ -230,7 +230,10 @@ for w, g in sorted({(r["workload"], r["gib"]) for r in rows}):
       "baselineDowntimeMs": med([r["downtimeMs"] for r in b]), "baselineCopyMs": med([r["copyMs"] for r in b])})
 try: gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
 except FileNotFoundError: gpu = "no nvidia-smi (simulated driver)"
-json.dump({"bench": "gpu-migrate", "machine": {"gpu": gpu, "kernel": platform.release()}, "date": datetime.date.today().isoformat(), "unitMiB": int(sys.argv[2]), "rows": table, "raw": rows}, open(sys.argv[1], "w"), indent=1)
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or None
+json.dump({"bench": "gpu-migrate", "machine": {"gpu": gpu, "kernel": platform.release()}, "date": datetime.date.today().isoformat(), "commit": commit, "unitMiB": int(sys.argv[2]), "rows": table, "raw": rows}, open(sys.argv[1], "w"), indent=1)
 print(json.dumps(table, indent=1))' "$OUT/gpu-migrate.json" "$UNIT_MIB"
+  # Where each phos migration's downtime went (source and target agent steps).
+  python3 "$ROOT/bench/gpu/migrate_steps.py" "$STATE/a/agent.log" "$STATE/b/agent.log" >"$OUT/gpu-migrate-steps.json" || true
 }
 [ "${BASH_SOURCE[0]}" = "$0" ] && main
