@@ -87,6 +87,8 @@ export const MESSAGE_SCHEMAS = {
     v: s.uint(), id: s.string(), pid: s.uint(), from: node, to: node, phase: s.oneOf(MIGRATION_PHASES),
     bytesTotal: s.uint(), bytesSent: s.uint(), bytesRemaining: s.uint(), dirtyBytesPerSec: s.number(),
     startedAt: s.uint(), updatedAt: s.uint(), downtimeMs: s.nullable(s.number()),
+    /** GPU bytes sent while the app was frozen (the cutover's last dirty chunks), once the source dumped. */
+    bytesInDowntime: s.optional(s.uint()),
     error: s.nullable(s.object({ code: s.string(), message: s.string(), remedy: s.string() })),
   }),
 } as const satisfies Record<string, Schema>;

@@ -8,7 +8,7 @@ import { hostsUnavailable } from '../helpers/hosts.ts';
 import { WORKLOADS, assertContinuous, referenceChecksum, waitForLog, workloadPath, type Workload } from '../helpers/workload.ts';
 import { startMesh, type Mesh, type MeshNode } from './mesh-harness.ts';
 
-type State = { id: string; pid: number; phase: string; downtimeMs: number | null; bytesSent: number; bytesTotal: number; updatedAt: number; error: { code: string; message: string } | null };
+type State = { id: string; pid: number; phase: string; downtimeMs: number | null; bytesSent: number; bytesTotal: number; bytesInDowntime?: number; updatedAt: number; error: { code: string; message: string } | null };
 
 const ARGS: Record<Workload, string[]> = {
   counter: ['--mib', '32', '--steps', '400', '--step-ms', '15'],
@@ -72,6 +72,13 @@ describe.skipIf(hostsUnavailable() !== null)('phos migrate between two hosts (cu
     expect(seen.map((s) => s.phase)).toEqual(expect.arrayContaining(['preparing-target', 'pre-copy', 'cutover', 'restoring', 'succeeded']));
     expect(last!.downtimeMs).toBeGreaterThan(0);
     expect(last!.bytesSent).toBeGreaterThan(0);
+    if (w === 'counter') {
+      // Pre-copy moved the memory while it ran: the freeze sends and re-hashes only what was written since.
+      expect(last!.bytesInDowntime).toBeLessThan(last!.bytesTotal / 4);
+      const final = a.log().split('\n').filter((l) => l.includes('cutover: final round') && l.includes(`"pid":${p.pid}`)).map((l) => JSON.parse(l) as { chunks: number; rehashed: number }).at(-1);
+      expect(final, diag()).toBeDefined();
+      expect(final!.rehashed).toBeLessThan(final!.chunks / 4);
+    }
     expect((await ps(b)).find((x) => x.pid === p.pid)?.state).toBe('running');
     expect((await ps(a)).find((x) => x.pid === p.pid && x.state === 'running')).toBeUndefined();
     await finishes(p.logPath, expected);

@@ -133,7 +133,7 @@ export async function migrate(argv: string[]): Promise<number> {
     if (tty) process.stderr.write('\n');
     if (!last) throw new PhosError('INTERNAL', `migration ${id}: the event stream ended without a state`);
     if (last.phase === 'succeeded') {
-      if (!json) process.stdout.write(`migration ${id} succeeded: pid ${req.pid} runs on ${req.to}; downtime ${last.downtimeMs?.toFixed(0) ?? '?'} ms\n`);
+      if (!json) process.stdout.write(`migration ${id} succeeded: pid ${req.pid} runs on ${req.to}; downtime ${last.downtimeMs?.toFixed(0) ?? '?'} ms${last.bytesInDowntime !== undefined ? ` (${formatBytes(last.bytesInDowntime)} of GPU memory sent while frozen)` : ''}\n`);
       return 0;
     }
     const code = last.error && isErrorCode(last.error.code) ? last.error.code : last.phase === 'cancelled' ? 'CANCELLED' : 'INTERNAL';

@@ -167,7 +167,7 @@ export class Coordinator {
         { bytesSent: pc.bytesSent, bytesRemaining: pc.dirtyBytes });
       const t0 = performance.now();
       const cut = await this.ask<Message<'cutover-result'>>(r.from, 'cutover', 'migration-ref', { v: PROTO_VERSION, id }, this.opts.restoreTimeoutMs);
-      await rec.transition('restoring', `source dumped: frozen ${cut.freezeMs.toFixed(0)} ms, last ${cut.finalBytes} B sent`, { bytesSent: pc.bytesSent + cut.finalBytes, bytesRemaining: 0 });
+      await rec.transition('restoring', `source dumped: frozen ${cut.freezeMs.toFixed(0)} ms, last ${cut.finalBytes} B sent`, { bytesSent: pc.bytesSent + cut.finalBytes, bytesRemaining: 0, bytesInDowntime: cut.finalBytes });
       const res = await this.ask<Message<'restore-migrated-result'>>(r.to, 'restore-migrated', 'restore-migrated', { v: PROTO_VERSION, id, manifest: cut.manifest }, this.opts.restoreTimeoutMs);
       released = true;
       const downtimeMs = performance.now() - t0;

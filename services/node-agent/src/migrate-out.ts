@@ -262,7 +262,10 @@ export class MigrationsOut {
       await this.announce(m, allocs);
       const all = this.chunksOf(allocs);
       const before = m.bytesSent;
-      await this.send(m, await this.dirty(m, this.suspects(m, all)), () => {});
+      const suspects = this.suspects(m, all);
+      const final = await this.dirty(m, suspects);
+      this.log.info({ migrationId: m.id, pid: m.pid, chunks: all.length, rehashed: suspects.length, sent: final.length }, 'cutover: final round');
+      await this.send(m, final, () => {});
       sent.bytes = m.bytesSent - before;
       const files = this.filesOf(img, logPath);
       const wanted = (await this.d.mesh().request(m.to, 'migrate-files', 'migrate-files', {
