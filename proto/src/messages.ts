@@ -15,7 +15,7 @@ export type MigrationPhase = (typeof MIGRATION_PHASES)[number];
 export const MIGRATION_MODES = Object.freeze(['auto', 'precopy', 'postcopy'] as const);
 
 /** A device allocation of a migrating process (libphos's id, VA, bytes; `app`: the app's own VMM handle). */
-const migAlloc = s.object({ id: s.uint(), va: s.uint(), size: s.uint(), kind: s.oneOf(['slab', 'app'] as const) });
+const migAlloc = s.object({ id: s.uint(), va: s.uint(), size: s.uint(), kind: s.oneOf(['slab', 'app'] as const), /** the app's device ordinal (absent = 0) */ device: s.optional(s.uint()) });
 /** A file shipped at cutover: path relative to the image (`criu/…`) or absolute (the app's log), size, transport alloc id. */
 const migFile = s.object({ name: s.string(), size: s.uint(), alloc: s.uint() });
 
@@ -36,6 +36,8 @@ export const MESSAGE_SCHEMAS = {
   /** KV record under processes/<node>.<pid>, written by the agent that manages the process. */
   'process-record': s.object({
     v: s.uint(), node, pid: s.uint(), job: s.string(), device: s.uint(), gpuBytes: s.uint(), startedAt: s.uint(),
+    /** How many GPUs the process uses (absent = 1). */
+    devices: s.optional(s.uint()),
   }),
   /** agent -> everyone (`hb.<node>`), every few seconds. */
   heartbeat: s.object({ v: s.uint(), node, at: s.uint(), processes: s.uint() }),
@@ -44,6 +46,8 @@ export const MESSAGE_SCHEMAS = {
     v: s.uint(), pid: s.uint(), from: node, to: node,
     bandwidthBytesPerSec: s.nullable(s.uint()), maxDowntimeMs: s.uint(), timeoutMs: s.uint(),
     mode: s.oneOf(MIGRATION_MODES),
+    /** `--gpus`: the target GPU for each of the process's devices, in order (absent: the coordinator picks). */
+    gpus: s.optional(s.array(s.uint())),
   }),
   /** coordinator -> cli: the migration was accepted. */
   'migrate-accepted': s.object({ v: s.uint(), id: s.string() }),
@@ -52,7 +56,11 @@ export const MESSAGE_SCHEMAS = {
   /** cli -> coordinator (`coord.nodes`, `coord.migrations`): list requests take no arguments. */
   'list-request': s.object({ v: s.uint() }),
   /** coordinator -> target agent (`agent.<to>.prepare-target`): open a transport receiver for migration `id`. */
-  'prepare-target': s.object({ v: s.uint(), id: s.string(), pid: s.uint(), from: node, job: s.string(), gpuBytes: s.uint(), streams: s.uint() }),
+  'prepare-target': s.object({
+    v: s.uint(), id: s.string(), pid: s.uint(), from: node, job: s.string(), gpuBytes: s.uint(), streams: s.uint(),
+    /** The target's GPU for each of the process's devices (index = the app's ordinal); absent = the same ordinals. */
+    gpus: s.optional(s.array(s.uint())),
+  }),
   /** target agent -> coordinator: where the source's transport connects. */
   'target-ready': s.object({ v: s.uint(), host: s.string(), port: s.uint(), streams: s.uint() }),
   /** source agent -> target agent (`agent.<to>.migrate-allocs`): the device allocations whose chunks will arrive (ids are transport alloc ids). */

@@ -22,6 +22,8 @@ leaves the app running on the source as if nothing happened.
   --pid N             the process (a phos-managed pid on the source node)
   --to NODE           target node (see phos nodes)
   --from NODE         source node (default: this host's name)
+  --gpus G[,G...]     the target's GPU for each GPU the process uses, in its device order, e.g. 1 or 1,0
+                      (default: the lowest-numbered GPUs of the same model with room)
   --bandwidth RATE    cap on the data rate, e.g. 5GB/s, 500MiB/s (default: no cap)
   --max-downtime D    cutover budget, e.g. 1s, 800ms (default 1.5s)
   --timeout D         give up and roll back after D, e.g. 10m (default 30m)
@@ -41,6 +43,13 @@ Exit status: 0 succeeded; 3 no such node/process; 5 coordinator or agent unreach
 `;
 
 type State = Message<'migration-state'>;
+/** `--gpus 1,0`: GPU ordinals of the target, one per device of the process. */
+function parseGpus(v: string): number[] {
+  const list = v.split(',').map((x) => x.trim());
+  if (!list.length || list.some((x) => !/^\d+$/.test(x))) throw new PhosError('BAD_ARGS', `phos migrate: --gpus wants GPU ordinals separated by commas (e.g. 1 or 1,0), got '${v}'`, { remedy: 'phos nodes lists the GPUs of each node' });
+  return list.map(Number);
+}
+
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'rolled-back']);
 
 function localNode(): string {
@@ -85,7 +94,7 @@ export async function migrate(argv: string[]): Promise<number> {
       options: {
         pid: { type: 'string' }, to: { type: 'string' }, from: { type: 'string' }, bandwidth: { type: 'string' },
         'max-downtime': { type: 'string' }, timeout: { type: 'string' }, mode: { type: 'string' }, nats: { type: 'string' }, json: { type: 'boolean' },
-        'to-gpu': { type: 'string' }, socket: { type: 'string' },
+        'to-gpu': { type: 'string' }, socket: { type: 'string' }, gpus: { type: 'string' },
       },
     });
   } catch (err) {
@@ -101,6 +110,7 @@ export async function migrate(argv: string[]): Promise<number> {
   if (!values.pid || !/^\d+$/.test(values.pid)) throw new PhosError('BAD_ARGS', 'phos migrate: --pid N is required', { remedy: 'phos migrate --help' });
   if (values['to-gpu'] !== undefined) {
     if (values.to !== undefined) throw new PhosError('BAD_ARGS', 'phos migrate: --to and --to-gpu are exclusive (another node, or another GPU of this one)', { remedy: 'phos migrate --help' });
+    if (values.gpus !== undefined) throw new PhosError('BAD_ARGS', 'phos migrate: --gpus goes with --to (GPUs of another node); --to-gpu names the GPU itself', { remedy: 'phos migrate --help' });
     return moveGpu(Number(values.pid), values['to-gpu'], values.socket, json);
   }
   if (!values.to) throw new PhosError('BAD_ARGS', 'phos migrate: --to NODE is required', { remedy: 'phos nodes lists the nodes' });
@@ -112,6 +122,7 @@ export async function migrate(argv: string[]): Promise<number> {
     maxDowntimeMs: values['max-downtime'] ? parseDuration('migrate', values['max-downtime']) : 1500,
     timeoutMs: values.timeout ? parseDuration('migrate', values.timeout) : 30 * 60_000,
     mode: mode as Message<'migrate-request'>['mode'],
+    ...(values.gpus !== undefined ? { gpus: parseGpus(values.gpus) } : {}),
   };
   const c = await CoordClient.open(values.nats);
   try {

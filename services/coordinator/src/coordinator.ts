@@ -6,11 +6,38 @@ import { PhosError, PROTO_VERSION, buckets, subjects, toPhosError, type Message 
 import type { Logger } from '../../../common/src/index.ts';
 import { openBus, type Bus, type KvStore } from './bus.ts';
 import { MigrationRecord, isTerminal, type MigrationState } from './migration-machine.ts';
-import { NodeRegistry } from './node-registry.ts';
+import { NodeRegistry, type NodeRecord } from './node-registry.ts';
 import { initTelemetry, type Telemetry } from './telemetry.ts';
 import { compileCoordinatorOptions, type CompiledCoordinatorOptions, type CoordinatorOptions } from './options.ts';
 
 export type ProcessRecord = Message<'process-record'>;
+
+/**
+ * The target GPU for each of the process's devices (index = the app's ordinal): `--gpus` as given, checked;
+ * else the lowest-numbered GPUs of the source's model with room for their share of its memory.
+ */
+export function pickGpus(r: Message<'migrate-request'>, proc: ProcessRecord, src: NodeRecord, dst: NodeRecord): number[] {
+  const n = proc.devices ?? 1;
+  const model = src.gpus.find((g) => g.index === proc.device)?.model;
+  const share = Math.ceil(proc.gpuBytes / n);
+  const have = dst.gpus.map((g) => `GPU ${g.index}: ${g.model} with ${g.freeBytes} B free`).join(', ') || 'no GPUs';
+  const fits = (g: NodeRecord['gpus'][number]) => (model === undefined || g.model === model) && g.freeBytes >= share;
+  if (!r.gpus) {
+    const fit = dst.gpus.filter(fits).sort((a, b) => a.index - b.index).slice(0, n);
+    if (fit.length < n) {
+      throw new PhosError('NOT_FOUND', `target ${r.to} has no ${n > 1 ? `${n} free` : 'free'} ${model ?? 'matching'} GPU${n > 1 ? 's' : ''} with ${share} B each (it has ${have})`, { remedy: 'free a GPU on the target or pick another node' });
+    }
+    return fit.map((g) => g.index);
+  }
+  if (r.gpus.length !== n) throw new PhosError('BAD_ARGS', `--gpus names ${r.gpus.length} GPU${r.gpus.length === 1 ? '' : 's'}; pid ${r.pid} uses ${n}`, { remedy: `name ${n} GPUs of ${r.to}, in the order of the process's devices` });
+  if (new Set(r.gpus).size !== n) throw new PhosError('BAD_ARGS', `--gpus names a GPU twice (${r.gpus.join(',')})`);
+  for (const i of r.gpus) {
+    const g = dst.gpus.find((x) => x.index === i);
+    if (!g) throw new PhosError('NOT_FOUND', `target ${r.to} has no GPU ${i} (${have})`, { remedy: 'phos nodes lists the GPUs of each node' });
+    if (!fits(g)) throw new PhosError('NOT_FOUND', `GPU ${i} of ${r.to} cannot take pid ${r.pid}: it needs a ${model ?? 'matching'} GPU with ${share} B free (${have})`, { remedy: 'pick another GPU or node' });
+  }
+  return r.gpus;
+}
 
 export class Coordinator {
   private readonly records = new Map<string, MigrationRecord>();
@@ -72,7 +99,7 @@ export class Coordinator {
   }
 
   /** Checks a migration request against cluster state; throws a PhosError naming what is wrong. */
-  async validate(r: Message<'migrate-request'>): Promise<ProcessRecord> {
+  async validate(r: Message<'migrate-request'>): Promise<ProcessRecord & { targetGpus: number[] }> {
     if (r.mode === 'postcopy') throw new PhosError('BAD_ARGS', '--mode postcopy is not implemented yet: the target cannot start before every chunk arrived', { remedy: 'use --mode auto or precopy' });
     if (r.from === r.to) throw new PhosError('BAD_ARGS', `pid ${r.pid} is already on ${r.to}`, { remedy: 'name another node with --to' });
     const [src, dst] = await Promise.all([this.nodes.get(r.from), this.nodes.get(r.to)]);
@@ -82,15 +109,10 @@ export class Coordinator {
     if (!dst.alive) throw new PhosError('AGENT_UNAVAILABLE', `target node ${r.to} is down (no heartbeat since ${new Date(dst.lastSeen).toISOString()})`, { remedy: 'start its agent, or pick another node (phos nodes)' });
     const proc = (await this.processes.get('process-record', `${r.from}.${r.pid}`))?.value;
     if (!proc) throw new PhosError('NOT_MANAGED', `pid ${r.pid} is not a phos-managed process on ${r.from}`, { remedy: `start it with phos run on ${r.from}; list managed processes with phos ps` });
-    const model = src.gpus.find((g) => g.index === proc.device)?.model;
-    const fit = dst.gpus.filter((g) => g.model === model && g.freeBytes >= proc.gpuBytes);
-    if (!fit.length) {
-      const have = dst.gpus.map((g) => `${g.model} with ${g.freeBytes} B free`).join(', ') || 'no GPUs';
-      throw new PhosError('NOT_FOUND', `target ${r.to} has no free ${model ?? 'matching'} GPU with ${proc.gpuBytes} B (it has ${have})`, { remedy: 'free a GPU on the target or pick another node' });
-    }
+    const targetGpus = pickGpus(r, proc, src, dst);
     const busy = (await this.listMigrations()).find((m) => m.pid === r.pid && m.from === r.from && !isTerminal(m.phase));
     if (busy) throw new PhosError('ILLEGAL_STATE', `pid ${r.pid} on ${r.from} is already migrating (${busy.id}, ${busy.phase})`, { remedy: `phos migrate cancel ${busy.id}` });
-    return proc;
+    return { ...proc, targetGpus };
   }
 
   async migrate(r: Message<'migrate-request'>): Promise<Message<'migrate-accepted'>> {
@@ -132,7 +154,7 @@ export class Coordinator {
    * before the target released the app aborts both: the source thaws (or restores its dumped app from its
    * kept memory) and the migration ends rolled-back; if even that fails it ends failed, saying so.
    */
-  private async run(rec: MigrationRecord, r: Message<'migrate-request'>, proc: ProcessRecord): Promise<void> {
+  private async run(rec: MigrationRecord, r: Message<'migrate-request'>, proc: ProcessRecord & { targetGpus?: number[] }): Promise<void> {
     const id = rec.state.id;
     const deadline = Date.now() + r.timeoutMs;
     const left = () => Math.max(1000, deadline - Date.now());
@@ -157,7 +179,7 @@ export class Coordinator {
     try {
       await rec.transition('preparing-target', 'accepted');
       const ready = await this.ask<Message<'target-ready'>>(r.to, 'prepare-target', 'prepare-target',
-        { v: PROTO_VERSION, id, pid: r.pid, from: r.from, job: proc.job, gpuBytes: proc.gpuBytes, streams: this.opts.streams }, this.opts.agentTimeoutMs);
+        { v: PROTO_VERSION, id, pid: r.pid, from: r.from, job: proc.job, gpuBytes: proc.gpuBytes, streams: this.opts.streams, gpus: proc.targetGpus }, this.opts.agentTimeoutMs);
       await rec.transition('pre-copy', `target ${r.to} receives on ${ready.host}:${ready.port}`);
       const pc = await this.ask<Message<'precopy-result'>>(r.from, 'pre-copy', 'precopy-request', {
         v: PROTO_VERSION, id, pid: r.pid, to: r.to, host: ready.host, port: ready.port, streams: ready.streams,

@@ -64,7 +64,7 @@ export class Agent {
     await this.control.start();
     if (this.o.nats) {
       const running = () => this.registry.list(false).filter((r) => !r.machine.terminal)
-        .map((r) => ({ pid: r.pid, job: r.job, keptBytes: this.keeper.bytes(r.pid) }));
+        .map((r) => ({ pid: r.pid, job: r.job, keptBytes: this.keeper.bytes(r.pid), devices: 1 + Math.max(0, ...this.keeper.allocations(r.pid).map((a) => a.device ?? 0)) }));
       const join = { nats: this.o.nats, node: this.o.node, libcuda: this.o.libcuda, agentVersion: '0.1.0', dataAddr: advertisedAddr(this.o.dataAddr) };
       this.mesh = await MeshMember.join(join, running, this.log.child({ component: 'mesh' }), (m) => this.serveMigrations(m));
     }

@@ -10,13 +10,13 @@ import { PROTO_VERSION, PhosError, buckets, encodeMessage, subjects, type Messag
 
 export const HEARTBEAT_MS = 2000;
 
-export interface MeshProcess { pid: number; job: string; keptBytes: number }
+export interface MeshProcess { pid: number; job: string; keptBytes: number; /** GPUs the process uses. */ devices: number }
 type Gpu = Message<'node-register'>['gpus'][number];
 
 export class MeshMember {
   private timer: NodeJS.Timeout | null = null;
-  /** KV key -> the GPU bytes last published for it. */
-  private readonly published = new Map<string, number>();
+  /** KV key -> "bytes/devices" last published for it. */
+  private readonly published = new Map<string, string>();
 
   private constructor(private readonly nc: NatsConnection, private readonly kv: KV, private readonly node: string, private readonly list: () => MeshProcess[], private readonly log: Logger) {}
 
@@ -70,9 +70,10 @@ export class MeshMember {
     for (const p of procs) {
       const key = `${this.node}.${p.pid}`;
       live.add(key);
-      if (this.published.get(key) === p.keptBytes) continue;
-      await this.kv.put(key, encodeMessage('process-record', { v: PROTO_VERSION, node: this.node, pid: p.pid, job: p.job, device: 0, gpuBytes: p.keptBytes, startedAt: Date.now() }));
-      this.published.set(key, p.keptBytes);
+      const stamp = `${p.keptBytes}/${p.devices}`;
+      if (this.published.get(key) === stamp) continue;
+      await this.kv.put(key, encodeMessage('process-record', { v: PROTO_VERSION, node: this.node, pid: p.pid, job: p.job, device: 0, devices: p.devices, gpuBytes: p.keptBytes, startedAt: Date.now() }));
+      this.published.set(key, stamp);
     }
     for (const key of [...this.published.keys()]) {
       if (live.has(key)) continue;

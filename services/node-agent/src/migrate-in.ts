@@ -7,7 +7,7 @@ import { networkInterfaces } from 'node:os';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import type { Logger } from '../../../common/src/index.ts';
 import * as pccl from '../../../native/pccl/pccl.ts';
-import { PROTO_VERSION, PhosError, type Message } from '../../../proto/src/index.ts';
+import { PROTO_VERSION, PhosError, type GpuMapEntry, type Message } from '../../../proto/src/index.ts';
 import type { Reporter } from './checkpoint.ts';
 import type { KeptAllocation } from './keeper.ts';
 import { restoreImage, type RestoreDeps } from './restore.ts';
@@ -26,6 +26,8 @@ interface Incoming {
   error: PhosError | null;
   /** Regions handed to a restored app (the keeper owns them then). */
   adopted: boolean;
+  /** This node's GPU for each of the app's devices (index = the app's ordinal); absent = the same ordinal. */
+  gpus: number[];
 }
 
 const noReport: Reporter = { phase: () => {}, step: () => {} };
@@ -58,7 +60,7 @@ export class MigrationsIn {
     const dir = join(this.d.o.stateDir, 'incoming', req.id);
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(join(dir, 'criu'), { recursive: true });
-    const m: Incoming = { id: req.id, pid: req.pid, from: req.from, receiver: 0, dir, regions: new Map(), files: [], error: null, adopted: false };
+    const m: Incoming = { id: req.id, pid: req.pid, from: req.from, receiver: 0, dir, regions: new Map(), files: [], error: null, adopted: false, gpus: req.gpus ?? [] };
     const log = this.log.child({ migrationId: req.id });
     const rx = pccl.transportListen({ host, port: 0, streams: req.streams }, (e) => {
       if (e.type === 'error') { m.error ??= e.error; log.warn({ err: e.error }, 'transport receiver error'); }
@@ -79,8 +81,9 @@ export class MigrationsIn {
       const old = m.regions.get(a.id);
       if (old && old.size === a.size) continue;
       if (old) await pccl.keeperRelease(old.region).catch(() => undefined);
-      const r = await pccl.keeperSpare(a.size);
-      m.regions.set(a.id, { id: a.id, va: a.va, size: a.size, kind: a.kind, region: r.id });
+      const device = a.device ?? 0, gpu = m.gpus[device] ?? device;
+      const r = await pccl.keeperSpare(a.size, gpu);
+      m.regions.set(a.id, { id: a.id, va: a.va, size: a.size, kind: a.kind, region: r.id, device, gpu });
       pccl.transportRegisterDest(m.receiver, a.id, { dst: r.id });
       reserved += a.size;
     }
@@ -122,6 +125,19 @@ export class MigrationsIn {
     m.files = [];
   }
 
+  /**
+   * Every GPU the app saw, mapped to the one its memory was reserved on, when that is not the same GPU (by
+   * UUID): then the driver restore needs UUID pairs for all of them (another node's GPUs have other UUIDs).
+   * Undefined when each lands on its own GPU (two agents of one machine).
+   */
+  private async gpuMap(m: Incoming, manifest: string): Promise<GpuMapEntry[] | undefined> {
+    const seen = (JSON.parse(manifest) as { gpus?: string[] }).gpus ?? [];
+    const node = await this.d.keeper.agentGpus();
+    // The devices the coordinator placed; GPUs the app saw but did not use take the ones left over.
+    const map = m.gpus.length ? m.gpus.map((to, from) => ({ from, to })).filter(({ from }) => from < seen.length) : seen.map((_u, i) => ({ from: i, to: i }));
+    return map.every(({ from, to }) => node[to] === seen[from]) ? undefined : map;
+  }
+
   /** Restores the app from the received CPU image and device memory; resolves once it runs here. */
   async restore(req: Message<'restore-migrated'>): Promise<Message<'restore-migrated-result'>> {
     const m = this.get(req.id);
@@ -130,7 +146,7 @@ export class MigrationsIn {
     pccl.transportReceiverClose(m.receiver);
     writeFileSync(join(m.dir, 'manifest.json'), req.manifest);
     this.log.debug({ migrationId: m.id, ms: Math.round(performance.now() - t0) }, 'receiver closed; restoring');
-    const r = await restoreImage(this.d, m.dir, noReport, { regions: [...m.regions.values()] });
+    const r = await restoreImage(this.d, m.dir, noReport, { regions: [...m.regions.values()], gpuMap: await this.gpuMap(m, req.manifest) });
     m.adopted = true;
     // Allocations the app freed during pre-copy arrived here but are not in its final image.
     const kept = new Set(this.d.keeper.allocations(r.info.pid).map((a) => a.region));

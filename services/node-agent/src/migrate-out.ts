@@ -90,7 +90,7 @@ export class MigrationsOut {
     const fresh = allocs.filter((a) => !m.announced.has(a.id));
     if (!fresh.length) return;
     await this.d.mesh().request(m.to, 'migrate-allocs', 'migrate-allocs', {
-      v: PROTO_VERSION, id: m.id, allocations: fresh.map((a) => ({ id: a.id, va: a.va, size: a.size, kind: a.kind })),
+      v: PROTO_VERSION, id: m.id, allocations: fresh.map((a) => ({ id: a.id, va: a.va, size: a.size, kind: a.kind, device: a.device ?? 0 })),
     }, 60_000);
     for (const a of fresh) m.announced.add(a.id);
   }
