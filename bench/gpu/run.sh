@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The GPU benchmark suite, one part per device call (each part ends within 10 minutes on an H200; all of
+# them within 30). Each part builds what it needs (native/ with nvcc, once per machine) and writes
+# $OUT/gpu-<part>.json (plus the files its scripts name); `npm run bench -- report` here turns the files
+# copied into bench/results/ into BENCHMARKS.md.
+#   here, first:   bash bench/gpu/pack.sh
+#   GPU machine:   bash bench/gpu/run.sh PART        (device tool, carry .carry)
+# Parts:
+#   counter     phos vs driver checkpoint + CRIU on counter at 1, 4, 16 GiB  -> gpu-phos.json, gpu-baseline.json
+#   counter32   the same at 32 GiB                                          -> gpu-phos-32.json, gpu-baseline-32.json
+#   torch       the PyTorch training loop (AdamW), both systems, residue    -> gpu-torch.json
+#   llama       a Llama-2-13B-shaped decoder, 26 GB fp16, generating        -> gpu-llama.json
+#   migrate     live migration, counter 16 + 1 GiB and the training loop   -> gpu-migrate.json, gpu-migrate-steps.json
+#   overhead    libphos's steady-state cost: training-step time with and without it, launch cost -> gpu-overhead.json
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+export OUT=${OUT:-$ROOT/bench/results}
+mkdir -p "$OUT" build
+part=${1:-}
+
+# A part that writes a fixed name into $OUT runs with OUT pointed at a scratch folder; the result is renamed.
+as() {
+  local name=$1 tmp; shift
+  tmp=$(mktemp -d)
+  (OUT=$tmp "$@")
+  local rc=$?
+  for f in "$tmp"/*.json; do [ -f "$f" ] && cp "$f" "$OUT/$(basename "${f%.json}")$name.json"; done
+  rm -rf "$tmp"
+  return $rc
+}
+
+case $part in
+  counter) bash bench/gpu/phos.sh 1 4 16 && bash bench/gpu/baseline.sh 1 4 16 ;;
+  counter32) as -32 bash bench/gpu/phos.sh 32 && as -32 bash bench/gpu/baseline.sh 32 ;;
+  torch) bash bench/gpu/torch.sh ;;
+  llama) PHOS_TORCH_APP=llama bash bench/gpu/torch.sh ;;
+  migrate) bash bench/gpu/migrate.sh 16 1 train ;;
+  overhead)
+    # libphos.sh's full run (workload correctness, PyTorch checks, launch cost, step time); its summary
+    # is the part's result.
+    OUT=$OUT/overhead bash test/gpu/libphos.sh
+    rc=$?
+    [ -f "$OUT/overhead/libphos.json" ] && cp "$OUT/overhead/libphos.json" "$OUT/gpu-overhead.json"
+    exit $rc ;;
+  *)
+    sed -n '2,/^set -uo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2
+    exit 2 ;;
+esac
