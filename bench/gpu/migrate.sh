@@ -146,7 +146,7 @@ phos_cycle() {
   applog=$(ls -t "$STATE"/a/state/logs/"$app"-"$pid"-*.log | head -1)
   wait_steps "$applog" 30 || { log "$app did not reach step 30"; tail -5 "$applog" >&2; return 1; }
   t0=$(now_ms)
-  out=$(in_a env "${SIM_ENV[@]}" "$NODE" "$CARRY/bundle/phos.mjs" migrate --pid "$pid" --from gpu-a --to gpu-b --nats $NATS --json 2>"$STATE/migrate.err")
+  out=$(in_a env "${SIM_ENV[@]}" "$NODE" "$CARRY/bundle/phos.mjs" migrate --pid "$pid" --from gpu-a --to gpu-b --nats $NATS --json ${PHOS_BENCH_MIGRATE_ARGS:-} 2>"$STATE/migrate.err")
   local rc=$? total=$(( $(now_ms) - t0 ))
   wait_after "$app" "$applog"
   read -r gap first bad < <(gaps "$applog" "$t0" "$ref")

@@ -79,11 +79,17 @@ export const MESSAGE_SCHEMAS = {
   /** coordinator -> source agent (`agent.<from>.cutover`), and coordinator -> either agent (`migration-end`) name only the id. */
   'migration-ref': s.object({ v: s.uint(), id: s.string() }),
   /** source agent -> coordinator: the app is dumped, its last chunks and CPU image are on the target; the manifest to restore from. */
-  'cutover-result': s.object({ v: s.uint(), manifest: s.string(), finalBytes: s.uint(), freezeMs: s.number() }),
+  'cutover-result': s.object({
+    v: s.uint(), manifest: s.string(), finalBytes: s.uint(), freezeMs: s.number(),
+    /** Post-copy: chunks (and bytes) still to send once the target runs the app; absent or 0 = none. */
+    postcopyChunks: s.optional(s.uint()), postcopyBytes: s.optional(s.uint()),
+  }),
   /** coordinator -> target agent (`agent.<to>.restore-migrated`). */
-  'restore-migrated': s.object({ v: s.uint(), id: s.string(), manifest: s.string() }),
+  'restore-migrated': s.object({ v: s.uint(), id: s.string(), manifest: s.string(), /** chunks the source sends after the app runs here */ postcopy: s.optional(s.uint()) }),
   /** target agent -> coordinator: the app runs here now. */
-  'restore-migrated-result': s.object({ v: s.uint(), pid: s.uint(), ms: s.number() }),
+  'restore-migrated-result': s.object({ v: s.uint(), pid: s.uint(), ms: s.number(), /** chunks the app waits for at the gate (post-copy) */ pending: s.optional(s.uint()) }),
+  /** source agent -> coordinator (`postcopy-send`) and target agent (`postcopy-wait`): the post-copy's end. */
+  'postcopy-result': s.object({ v: s.uint(), chunks: s.uint(), bytes: s.uint(), ms: s.number() }),
   /** coordinator -> agents (`agent.<node>.migration-end`): commit (target runs it) or abort (the source keeps or gets it back). */
   'migration-end': s.object({ v: s.uint(), id: s.string(), outcome: s.oneOf(['commit', 'abort'] as const) }),
   /** source agent -> coordinator (`mig.<id>.progress`): bytes of the pre-copy rounds so far. */

@@ -14,7 +14,8 @@ import { assertContinuous, referenceChecksum, waitForLog, workloadPath } from '.
 
 process.env.PHOS_SIM_GPUS = '2'; // the references, and every process of the mesh, see two GPUs
 
-const ONE_GPU = ['--mib', '32', '--steps', '400', '--step-ms', '15'];
+// Long enough to still run when the test looks at where its memory went, on a loaded 2-core machine.
+const ONE_GPU = ['--mib', '32', '--steps', '900', '--step-ms', '15'];
 const TWO_GPUS = ['--devices', '2', ...ONE_GPU];
 
 type Proc = { pid: number; gpus?: string[]; keptBytesByGpu?: number[] };
@@ -105,6 +106,6 @@ describe.skipIf(hostsUnavailable() !== null)('phos migrate --gpus between two ho
     expect(garbage.code).toBe(2);
     expect((await on(a, p.pid))).toBeDefined();
     expect(await on(b, p.pid)).toBeUndefined();
-    process.kill(p.pid, 'SIGKILL');
+    try { process.kill(p.pid, 'SIGKILL'); } catch { /* it finished */ }
   }, 120_000);
 });

@@ -27,7 +27,12 @@ leaves the app running on the source as if nothing happened.
   --bandwidth RATE    cap on the data rate, e.g. 5GB/s, 500MiB/s (default: no cap)
   --max-downtime D    cutover budget, e.g. 1s, 800ms (default 1.5s)
   --timeout D         give up and roll back after D, e.g. 10m (default 30m)
-  --mode M            auto | precopy (default auto; both pre-copy, then cutover; postcopy is not built yet)
+  --mode M            auto (default): pre-copy rounds, then cutover; if the rounds stop converging, what is
+                      still dirty follows after the target runs the app (post-copy)
+                      precopy: never post-copy (the cutover sends everything left, however long it takes)
+                      postcopy: one bulk round, then the target runs the app at once and the rest follows;
+                      the app waits on a chunk that has not arrived yet. Until the last one is in, the
+                      source keeps its copy: a failure rolls the app back to it, as of the freeze
 ${NATS_HELP}
   --json              one JSON line per state change, then the final state
 

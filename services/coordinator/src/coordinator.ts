@@ -100,7 +100,6 @@ export class Coordinator {
 
   /** Checks a migration request against cluster state; throws a PhosError naming what is wrong. */
   async validate(r: Message<'migrate-request'>): Promise<ProcessRecord & { targetGpus: number[] }> {
-    if (r.mode === 'postcopy') throw new PhosError('BAD_ARGS', '--mode postcopy is not implemented yet: the target cannot start before every chunk arrived', { remedy: 'use --mode auto or precopy' });
     if (r.from === r.to) throw new PhosError('BAD_ARGS', `pid ${r.pid} is already on ${r.to}`, { remedy: 'name another node with --to' });
     const [src, dst] = await Promise.all([this.nodes.get(r.from), this.nodes.get(r.to)]);
     if (!src) throw new PhosError('NOT_FOUND', `source node ${r.from} is not registered`, { remedy: 'phos nodes' });
@@ -136,10 +135,12 @@ export class Coordinator {
   private async end(rec: MigrationRecord, outcome: 'commit' | 'abort'): Promise<PhosError | null> {
     const { id, from, to } = rec.state;
     const body = { v: PROTO_VERSION, id, outcome } as const;
-    const [src, dst] = await Promise.allSettled([
-      this.ask(from, 'migration-end', 'migration-end', body, this.opts.restoreTimeoutMs),
-      this.ask(to, 'migration-end', 'migration-end', body, this.opts.agentTimeoutMs),
-    ]);
+    const toSource = () => this.ask(from, 'migration-end', 'migration-end', body, this.opts.restoreTimeoutMs);
+    const toTarget = () => this.ask(to, 'migration-end', 'migration-end', body, this.opts.agentTimeoutMs);
+    // An abort ends the target's copy (a post-copy's running app) before the source takes the app back.
+    const [dst, src] = outcome === 'abort'
+      ? [await Promise.allSettled([toTarget()]).then((r) => r[0]), await Promise.allSettled([toSource()]).then((r) => r[0])]
+      : await Promise.allSettled([toTarget(), toSource()]);
     if (dst.status === 'rejected') this.log.warn({ migrationId: id, err: dst.reason as unknown }, `target ${to} did not take the ${outcome}`);
     if (src.status === 'rejected') {
       this.log.error({ migrationId: id, err: src.reason as unknown }, `source ${from} did not take the ${outcome}`);
@@ -167,11 +168,12 @@ export class Coordinator {
         .catch((err: unknown) => this.log.debug({ err, migrationId: id }, 'progress not recorded'));
     }, () => undefined);
     let released = false;
+    let postcopying = false;
     // A node that stops heartbeating ends the migration at once (its requests would only time out later).
     const watch = setInterval(() => {
       void Promise.all([this.nodes.get(r.from), this.nodes.get(r.to)]).then(([src, dst]) => {
         const down = [src, dst].find((n) => n && !n.alive);
-        if (down && !released && !isTerminal(rec.state.phase)) {
+        if (down && (!released || postcopying) && !isTerminal(rec.state.phase)) {
           void this.abort(rec, new PhosError('AGENT_UNAVAILABLE', `node ${down.node} stopped heartbeating`, { remedy: `check the agent on ${down.node} (phos nodes)` }));
         }
       }).catch(() => undefined);
@@ -190,15 +192,29 @@ export class Coordinator {
       const t0 = performance.now();
       const cut = await this.ask<Message<'cutover-result'>>(r.from, 'cutover', 'migration-ref', { v: PROTO_VERSION, id }, this.opts.restoreTimeoutMs);
       await rec.transition('restoring', `source dumped: frozen ${cut.freezeMs.toFixed(0)} ms, last ${cut.finalBytes} B sent`, { bytesSent: pc.bytesSent + cut.finalBytes, bytesRemaining: 0, bytesInDowntime: cut.finalBytes });
-      const res = await this.ask<Message<'restore-migrated-result'>>(r.to, 'restore-migrated', 'restore-migrated', { v: PROTO_VERSION, id, manifest: cut.manifest }, this.opts.restoreTimeoutMs);
+      const post = cut.postcopyChunks ?? 0;
+      postcopying = post > 0;
+      const res = await this.ask<Message<'restore-migrated-result'>>(r.to, 'restore-migrated', 'restore-migrated', { v: PROTO_VERSION, id, manifest: cut.manifest, postcopy: post }, this.opts.restoreTimeoutMs);
       released = true;
       const downtimeMs = performance.now() - t0;
-      await rec.transition('succeeded', `pid ${res.pid} runs on ${r.to}`, { downtimeMs });
+      if (postcopying) {
+        // The app runs on the target; the chunks it dirtied last follow, each let through libphos's gate as
+        // it arrives. Until the last one is in, the source keeps its copy: a failure here rolls back to it.
+        await rec.transition('post-copy', `pid ${res.pid} runs on ${r.to}; ${post} chunks (${cut.postcopyBytes ?? 0} B) follow`, { downtimeMs, bytesRemaining: cut.postcopyBytes ?? 0 });
+        const [sent] = await Promise.all([
+          this.ask<Message<'postcopy-result'>>(r.from, 'postcopy-send', 'migration-ref', { v: PROTO_VERSION, id }, left()),
+          this.ask<Message<'postcopy-result'>>(r.to, 'postcopy-wait', 'migration-ref', { v: PROTO_VERSION, id }, left()),
+        ]);
+        postcopying = false;
+        await rec.transition('succeeded', `pid ${res.pid} runs on ${r.to}; post-copy sent ${sent.bytes} B in ${sent.ms.toFixed(0)} ms`, { bytesSent: rec.state.bytesSent + sent.bytes, bytesRemaining: 0 });
+      } else {
+        await rec.transition('succeeded', `pid ${res.pid} runs on ${r.to}`, { downtimeMs });
+      }
       const e = await this.end(rec, 'commit');
       if (e) this.log.warn({ migrationId: id, err: e }, 'the source did not release its copy; it holds memory until its agent restarts');
     } catch (err) {
       const e = toPhosError(err);
-      if (!released) await this.abort(rec, e);
+      if (!released || postcopying) await this.abort(rec, e);
       else this.log.error({ err: e, migrationId: id }, 'migration failed after the target took the app');
     } finally {
       clearTimeout(timer);
@@ -215,7 +231,7 @@ export class Coordinator {
     const stage = rec.state.phase;
     // Before the cutover the app never stopped: a source that cannot be reached still runs it. From the
     // cutover on, the source must take the app back (thaw, or restore it from its kept memory).
-    const dumped = stage === 'cutover' || stage === 'restoring';
+    const dumped = stage === 'cutover' || stage === 'restoring' || stage === 'post-copy';
     const endErr = await this.end(rec, 'abort');
     const srcErr = dumped ? endErr : null;
     if (isTerminal(rec.state.phase)) return;
@@ -261,7 +277,7 @@ export class Coordinator {
       if (!cur) continue;
       const rec = new MigrationRecord(this.migrations, this.bus, this.log, cur.value, cur.revision);
       const landed = m.phase === 'restoring' && (await this.processes.get('process-record', `${m.to}.${m.pid}`)) !== null;
-      if (!landed && (m.phase === 'cutover' || m.phase === 'restoring')) {
+      if (!landed && (m.phase === 'cutover' || m.phase === 'restoring' || m.phase === 'post-copy')) {
         // The source dumped the app (or was doing so): it must take it back before this is rolled back.
         void this.abort(rec, new PhosError('INTERNAL', `coordinator restarted during ${m.phase}`, { remedy: 'retry the migration' }));
         continue;

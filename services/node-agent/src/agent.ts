@@ -84,6 +84,8 @@ export class Agent {
     m.serve('restore-migrated', 'restore-migrated', async (r) => { const res = await this.incoming.restore(r); this.publish(); return res; });
     m.serve('pre-copy', 'precopy-request', (r) => { this.checkFilled(r.pid); return this.out.precopy(r); });
     m.serve('cutover', 'migration-ref', (r) => this.out.cutover(r.id));
+    m.serve('postcopy-send', 'migration-ref', (r) => this.out.postcopySend(r.id));
+    m.serve('postcopy-wait', 'migration-ref', (r) => this.incoming.postcopyWait(r.id));
     m.serve('migration-end', 'migration-end', async (r) => {
       const [o, i] = await Promise.all([this.out.end(r.id, r.outcome), this.incoming.end(r.id, r.outcome)]);
       this.publish();

@@ -10,6 +10,7 @@ import * as pccl from '../../../native/pccl/pccl.ts';
 import { PROTO_VERSION, PhosError, type GpuMapEntry, type Message } from '../../../proto/src/index.ts';
 import type { Reporter } from './checkpoint.ts';
 import type { KeptAllocation } from './keeper.ts';
+import type { LibphosLink } from './libphos-link.ts';
 import { restoreImage, type RestoreDeps } from './restore.ts';
 
 interface IncomingFile { alloc: number; path: string; fd: number; map: number }
@@ -28,6 +29,63 @@ interface Incoming {
   adopted: boolean;
   /** This node's GPU for each of the app's devices (index = the app's ordinal); absent = the same ordinal. */
   gpus: number[];
+  /** The hash of the last verified arrival of each chunk, by "alloc:offset". */
+  got: Map<string, string>;
+  /** Post-copy: the chunks the app waits for at the gate, opened as they arrive. */
+  post: PostCopyFill | null;
+}
+
+/**
+ * Post-copy on the target: the app runs with these slab chunks behind libphos's gate; each one that
+ * arrives with the hash the source recorded at the freeze is let through. `done` settles when all have.
+ */
+class PostCopyFill {
+  private readonly left = new Map<string, { gate: number; hash: string; length: number }>();
+  private queue: number[] = [];
+  private flushing: Promise<void> | null = null;
+  private finish: (err?: Error) => void = () => {};
+  readonly done: Promise<void>;
+  readonly total: { chunks: number; bytes: number };
+  private readonly t0 = performance.now();
+
+  constructor(private readonly pid: number, chunks: { key: string; gate: number; hash: string; length: number }[], private readonly link: LibphosLink, private readonly log: Logger) {
+    for (const c of chunks) this.left.set(c.key, c);
+    this.total = { chunks: chunks.length, bytes: chunks.reduce((s, c) => s + c.length, 0) };
+    this.done = new Promise<void>((res, rej) => { this.finish = (err) => (err ? rej(err) : res()); });
+    this.done.catch(() => undefined);
+    if (chunks.length === 0) this.finish();
+  }
+
+  get ms(): number { return performance.now() - this.t0; }
+
+  arrived(alloc: number, offset: number, hash: string): void {
+    const k = `${alloc}:${offset}`;
+    const c = this.left.get(k);
+    if (!c || c.hash !== hash) return;
+    this.left.delete(k);
+    this.queue.push(c.gate);
+    this.flushing ??= this.flush();
+  }
+
+  /** Opens the gate for what arrived, in batches, while more arrives. */
+  private async flush(): Promise<void> {
+    try {
+      while (this.queue.length) {
+        const chunks = this.queue.splice(0);
+        await this.link.request(this.pid, 'gate', { chunks });
+      }
+      if (this.left.size === 0) {
+        this.log.info({ pid: this.pid, chunks: this.total.chunks, ms: Math.round(this.ms) }, 'post-copy complete: every chunk arrived');
+        this.finish();
+      }
+    } catch (err) {
+      this.log.error({ pid: this.pid, err }, 'post-copy: the gate could not be opened');
+      this.finish(err as Error);
+    } finally {
+      this.flushing = null;
+      if (this.queue.length) this.flushing = this.flush();
+    }
+  }
 }
 
 const noReport: Reporter = { phase: () => {}, step: () => {} };
@@ -60,10 +118,11 @@ export class MigrationsIn {
     const dir = join(this.d.o.stateDir, 'incoming', req.id);
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(join(dir, 'criu'), { recursive: true });
-    const m: Incoming = { id: req.id, pid: req.pid, from: req.from, receiver: 0, dir, regions: new Map(), files: [], error: null, adopted: false, gpus: req.gpus ?? [] };
+    const m: Incoming = { id: req.id, pid: req.pid, from: req.from, receiver: 0, dir, regions: new Map(), files: [], error: null, adopted: false, gpus: req.gpus ?? [], got: new Map(), post: null };
     const log = this.log.child({ migrationId: req.id });
     const rx = pccl.transportListen({ host, port: 0, streams: req.streams }, (e) => {
-      if (e.type === 'error') { m.error ??= e.error; log.warn({ err: e.error }, 'transport receiver error'); }
+      if (e.type === 'chunk') { m.got.set(`${e.alloc}:${e.offset}`, e.hash); m.post?.arrived(e.alloc, e.offset, e.hash); }
+      else if (e.type === 'error') { m.error ??= e.error; log.warn({ err: e.error }, 'transport receiver error'); }
       else if (e.type === 'corrupt') log.warn({ alloc: e.alloc, offset: e.offset }, 'chunk failed its hash check; the source re-sends it');
       else if (e.type === 'stream-closed') log.info({ stream: e.stream, reason: e.reason }, 'transport stream closed');
     });
@@ -143,16 +202,51 @@ export class MigrationsIn {
     const m = this.get(req.id);
     const t0 = performance.now();
     this.closeFiles(m);
-    pccl.transportReceiverClose(m.receiver);
+    // A post-copy's chunks still come through the receiver: it closes at the migration's end then.
+    if (!req.postcopy) pccl.transportReceiverClose(m.receiver);
     writeFileSync(join(m.dir, 'manifest.json'), req.manifest);
     this.log.debug({ migrationId: m.id, ms: Math.round(performance.now() - t0) }, 'receiver closed; restoring');
-    const r = await restoreImage(this.d, m.dir, noReport, { regions: [...m.regions.values()], gpuMap: await this.gpuMap(m, req.manifest) });
+    const pending = await this.stillToCome(m, req.manifest, req.postcopy ?? 0);
+    const r = await restoreImage(this.d, m.dir, noReport, {
+      regions: [...m.regions.values()], gpuMap: await this.gpuMap(m, req.manifest), pending,
+      onPending: (chunks) => {
+        const hashes = new Map(pending.map((p) => [`${p.alloc}:${p.index}`, p]));
+        m.post = new PostCopyFill(m.pid, chunks.map((c) => ({ key: `${c.alloc}:${c.offset}`, gate: c.gate, hash: hashes.get(`${c.alloc}:${c.index}`)!.hash, length: c.length })), this.d.link, this.log.child({ migrationId: m.id }));
+      },
+    });
     m.adopted = true;
     // Allocations the app freed during pre-copy arrived here but are not in its final image.
     const kept = new Set(this.d.keeper.allocations(r.info.pid).map((a) => a.region));
     for (const x of m.regions.values()) if (!kept.has(x.region)) await pccl.keeperRelease(x.region).catch(() => undefined);
-    this.log.info({ migrationId: m.id, pid: r.info.pid, ms: r.ms }, 'migrated process runs here');
-    return { v: PROTO_VERSION, pid: r.info.pid, ms: r.ms };
+    this.log.info({ migrationId: m.id, pid: r.info.pid, ms: r.ms, pending: pending.length }, 'migrated process runs here');
+    return { v: PROTO_VERSION, pid: r.info.pid, ms: r.ms, pending: pending.length };
+  }
+
+  /**
+   * The chunks of the final image whose bytes have not arrived here (their last verified arrival has
+   * another hash). Only a post-copy may leave any, exactly as many as the source said, all in slabs;
+   * anything else means lost data, and the restore is refused (the source takes the app back).
+   */
+  private async stillToCome(m: Incoming, manifest: string, expected: number): Promise<{ alloc: number; index: number; hash: string }[]> {
+    const man = JSON.parse(manifest) as { chunkSize: number; chunks: { alloc: number; index: number; hash: string }[] };
+    const slab = new Set([...m.regions.values()].filter((a) => a.kind === 'slab').map((a) => a.id));
+    const check = () => man.chunks.filter((c) => m.got.get(`${c.alloc}:${c.index * man.chunkSize}`) !== c.hash);
+    let missing = check();
+    // Arrival events reach JS through the addon's queue: give the last ones a moment before judging.
+    for (let i = 0; i < 50 && missing.length !== expected; i++) { await new Promise((res) => setTimeout(res, 20)); missing = check(); }
+    if (missing.length !== expected || missing.some((c) => !slab.has(c.alloc))) {
+      const c = missing[0];
+      throw new PhosError('IMAGE_CORRUPT', `migration ${m.id}: ${missing.length} chunks did not arrive as the source recorded them (${expected} follow by post-copy)${c ? `, e.g. chunk ${c.index} of allocation ${c.alloc}` : ''}`, { details: { missing: missing.length, expected } });
+    }
+    return missing;
+  }
+
+  /** Post-copy: resolves once every chunk the app waits for arrived and went through the gate. */
+  async postcopyWait(id: string): Promise<Message<'postcopy-result'>> {
+    const m = this.get(id);
+    if (!m.post) return { v: PROTO_VERSION, chunks: 0, bytes: 0, ms: 0 };
+    await m.post.done;
+    return { v: PROTO_VERSION, chunks: m.post.total.chunks, bytes: m.post.total.bytes, ms: m.post.ms };
   }
 
   /** commit: keep the app, drop the receiver and image. abort: free everything reserved for it. */

@@ -52,6 +52,11 @@ interface Outgoing {
   vaBase?: number | null;
   /** Chunk indices (libphos's, over its VA region) written since the last round began; null: unknown. */
   atFreeze?: Set<number> | null;
+  mode: Message<'precopy-request'>['mode'];
+  converged?: boolean;
+  /** Post-copy: slab chunks left for after the target runs the app, and their hashes at the freeze. */
+  postcopy: ChunkRef[];
+  frozenHash: Map<string, string>;
 }
 
 const noReport: Reporter = { phase: () => {}, step: () => {} };
@@ -166,6 +171,7 @@ export class MigrationsOut {
     try {
       const sender = await pccl.transportConnect({ host: req.host, port: req.port, streams: req.streams, bandwidthBytesPerSec: req.bandwidthBytesPerSec });
       m = { id: req.id, pid: req.pid, to: req.to, sender, shipped: new Map(), announced: new Set(), abort: new AbortController(), phase: 'pre-copy', dir: join(this.d.o.stateDir, 'migrations', req.id), bytesSent: 0, rate: 0,
+        mode: req.mode, postcopy: [], frozenHash: new Map(),
         batch: req.bandwidthBytesPerSec ? Math.max(1, Math.min(SEND_BATCH, Math.floor((req.bandwidthBytesPerSec * BATCH_SECONDS) / this.d.o.chunkSize))) : SEND_BATCH };
       this.active.set(req.id, m);
       return await this.rounds(m, req, log);
@@ -193,6 +199,8 @@ export class MigrationsOut {
       // Converged: what is dirty now would go out within its share of the downtime budget.
       const budget = m.rate * req.maxDowntimeMs * DATA_SHARE;
       if (round > 1 && (dirtyBytes === 0 || dirtyBytes <= budget)) { converged = true; break; }
+      // --mode postcopy: one bulk round while the app runs; what it dirties follows after the target runs it.
+      if (round > 1 && req.mode === 'postcopy') break;
       if (round > 1) {
         stalls = dirtyBytes >= prev * 0.9 ? stalls + 1 : 0;
         if (stalls >= 2 || round > MAX_ROUNDS) break;
@@ -203,6 +211,7 @@ export class MigrationsOut {
       await this.send(m, chunks, (sent) => this.progress(m, round, dirtyBytes - sent, dirtyRate));
     }
     this.progress(m, round, dirtyBytes, 0);
+    m.converged = converged;
     log.info({ rounds: round, bytesSent: m.bytesSent, dirtyBytes, converged }, 'pre-copy done');
     return { v: PROTO_VERSION, rounds: round, bytesSent: m.bytesSent, dirtyBytes, converged };
   }
@@ -256,6 +265,32 @@ export class MigrationsOut {
     return all.filter((c) => c.alloc.kind !== 'slab' || !m.shipped.has(key(c.alloc.id, c.index)) || changed.has(Math.floor((c.alloc.va - base) / LIBPHOS_CHUNK) + c.index));
   }
 
+  /** Hashes of chunks as the kept memory holds them now (the app is frozen). */
+  private async hashOf(chunks: ChunkRef[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    for (const a of new Set(chunks.map((c) => c.alloc))) {
+      const mine = chunks.filter((c) => c.alloc === a);
+      this.d.keeper.hold([a.region]);
+      try {
+        const r = await pccl.hashChunks({ src: a.region, items: mine.map((c) => ({ offset: c.offset, length: c.length })) });
+        mine.forEach((c, i) => out.set(key(a.id, c.index), r.hashes[i]!));
+      } finally {
+        await this.d.keeper.unhold([a.region]);
+      }
+    }
+    return out;
+  }
+
+  /** Post-copy: sends the chunks the cutover left out, from the kept memory (the app runs on the target). */
+  async postcopySend(id: string): Promise<Message<'postcopy-result'>> {
+    const m = this.get(id);
+    if (m.phase !== 'dumped') throw new PhosError('ILLEGAL_STATE', `migration ${id} is in ${m.phase}; post-copy follows the cutover`);
+    const t0 = performance.now();
+    const bytes = await this.send(m, m.postcopy, () => {});
+    this.log.info({ migrationId: id, pid: m.pid, chunks: m.postcopy.length, bytes, ms: Math.round(performance.now() - t0) }, 'post-copy sent');
+    return { v: PROTO_VERSION, chunks: m.postcopy.length, bytes, ms: performance.now() - t0 };
+  }
+
   /** The GPU step of the cutover dump: the last dirty chunks, then the CPU image; returns the manifest's chunks. */
   private ship(m: Outgoing, logPath: string, sent: { bytes: number }) {
     return async (allocs: KeptAllocation[], img: ImageDir): Promise<Manifest['chunks']> => {
@@ -264,15 +299,23 @@ export class MigrationsOut {
       const before = m.bytesSent;
       const suspects = this.suspects(m, all);
       const final = await this.dirty(m, suspects);
-      this.log.info({ migrationId: m.id, pid: m.pid, chunks: all.length, rehashed: suspects.length, sent: final.length }, 'cutover: final round');
-      await this.send(m, final, () => {});
+      // Post-copy (asked for, or auto when the rounds stopped converging): slab chunks go after the target
+      // runs the app, behind libphos's gate there; the app's own VMM mappings cannot be gated, so go now.
+      const gated = this.d.o.chunkSize === LIBPHOS_CHUNK; // the gate works in libphos's chunks
+      const post = gated && (m.mode === 'postcopy' || (m.mode === 'auto' && m.converged === false)) ? final.filter((c) => c.alloc.kind === 'slab') : [];
+      const later = new Set(post);
+      const now = final.filter((c) => !later.has(c));
+      this.log.info({ migrationId: m.id, pid: m.pid, chunks: all.length, rehashed: suspects.length, sent: now.length, postcopy: post.length }, 'cutover: final round');
+      await this.send(m, now, () => {});
       sent.bytes = m.bytesSent - before;
+      m.postcopy = post;
+      m.frozenHash = await this.hashOf(post);
       const files = this.filesOf(img, logPath);
       const wanted = (await this.d.mesh().request(m.to, 'migrate-files', 'migrate-files', {
         v: PROTO_VERSION, id: m.id, files: files.map(({ name, size, alloc }) => ({ name, size, alloc })),
       }, 30_000)) as Message<'files-wanted'>;
       await this.sendFiles(m, files.filter((f) => wanted.allocs.includes(f.alloc)));
-      return all.map((c) => ({ alloc: c.alloc.id, index: c.index, hash: m.shipped.get(key(c.alloc.id, c.index))!, file: '' }));
+      return all.map((c) => { const k = key(c.alloc.id, c.index); return { alloc: c.alloc.id, index: c.index, hash: m.frozenHash.get(k) ?? m.shipped.get(k)!, file: '' }; });
     };
   }
 
@@ -300,7 +343,10 @@ export class MigrationsOut {
     m.phase = 'dumped';
     // The target restores under the same pid: on one machine (hosts as namespaces) it must be gone first.
     for (const end = Date.now() + 5000; existsSync(`/proc/${m.pid}`) && Date.now() < end;) await new Promise((res) => setTimeout(res, 10));
-    return { v: PROTO_VERSION, manifest: readFileSync(join(r.dir, 'manifest.json'), 'utf8'), finalBytes: sent.bytes, freezeMs: r.stallMs };
+    return {
+      v: PROTO_VERSION, manifest: readFileSync(join(r.dir, 'manifest.json'), 'utf8'), finalBytes: sent.bytes, freezeMs: r.stallMs,
+      postcopyChunks: m.postcopy.length, postcopyBytes: m.postcopy.reduce((s, c) => s + c.length, 0),
+    };
   }
 
   /** commit: the target runs the app; drop the kept memory and the local image. abort: take the app back. */

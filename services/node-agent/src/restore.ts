@@ -10,7 +10,7 @@ import type { CompiledAgentOptions } from './agent-options.ts';
 import type { Reporter } from './checkpoint.ts';
 import { criuRestore, criuVersion } from './criu.ts';
 import { readManifest, verifyChunkFiles, verifyCriuFiles, verifyGpuChunks } from './image.ts';
-import { Filler, fillChunks } from './fill.ts';
+import { Filler, fillChunks, type FillChunk } from './fill.ts';
 import type { Keeper } from './keeper.ts';
 import type { LibphosLink } from './libphos-link.ts';
 import type { ProcessRecord, ProcessRegistry } from './process-registry.ts';
@@ -132,6 +132,13 @@ export interface RestoreOptions {
   gpuMap?: GpuMapEntry[];
   /** Read and hash-check every gpu/ chunk before any process exists (a keeper-path restore is lazy otherwise). */
   verify?: boolean;
+  /**
+   * With `regions`: slab chunks whose bytes have not arrived yet (a post-copy migration). They stay behind
+   * libphos's gate at the thaw; `onPending` gets them (with their gate indices) before the app runs, and
+   * whoever fills them opens the gate.
+   */
+  pending?: { alloc: number; index: number }[];
+  onPending?: (chunks: FillChunk[]) => void;
 }
 
 /** Matches caller-filled regions to the manifest's allocations (same ids and sizes, none missing). */
@@ -225,6 +232,16 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
           if (outside) throw new PhosError('IMAGE_CORRUPT', `${dir}: allocation ${outside.alloc} lies outside the process's VA region (base 0x${h.vaBase.toString(16)})`);
           filler = new Filler(pid, chunks, d.link, d.keeper, log);
           d.onFill?.(pid, filler);
+          pending = chunks.map((x) => x.gate);
+        }
+        if (given && opts.pending?.length) {
+          const h = await hello!;
+          const slabs = new Map(fresh.filter((a) => a.kind === 'slab').map((a) => [a.id, a]));
+          const chunks = fillChunks(dir, opts.pending.map((p) => ({ ...p, hash: '', file: '' })), slabs, h.vaBase, m.chunkSize);
+          if (chunks.length !== opts.pending.length || chunks.some((x) => x.gate < 0 || !Number.isInteger(x.gate))) {
+            throw new PhosError('ILLEGAL_STATE', `pid ${pid}: chunks still to arrive must lie in libphos's slabs (${opts.pending.length} named, ${chunks.length} found)`);
+          }
+          opts.onPending?.(chunks);
           pending = chunks.map((x) => x.gate);
         }
         await thawProcess(d.link, pid, fresh, hello, pending);

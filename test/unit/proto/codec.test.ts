@@ -40,6 +40,7 @@ const sampleMessages: { [T in MessageType]: Message<T> } = {
   'cutover-result': { v, manifest: '{}', finalBytes: 2 ** 22, freezeMs: 12.5 },
   'restore-migrated': { v, id: 'm-1', manifest: '{}' },
   'restore-migrated-result': { v, pid: 77, ms: 800.5 },
+  'postcopy-result': { v, chunks: 3, bytes: 6291456, ms: 12.5 },
   'migration-end': { v, id: 'm-1', outcome: 'abort' },
   'migration-progress': { v, id: 'm-1', round: 2, bytesTotal: 2 ** 31, bytesSent: 2 ** 30, bytesRemaining: 2 ** 24, dirtyBytesPerSec: 1e8 },
   'migration-state': { v, id: 'm-1', pid: 77, from: 'a', to: 'b', phase: 'pre-copy', bytesTotal: 10, bytesSent: 5, bytesRemaining: 5, dirtyBytesPerSec: 1.5, startedAt: 1, updatedAt: 2, downtimeMs: null, error: null },
