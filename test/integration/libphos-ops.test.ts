@@ -205,11 +205,13 @@ async function freezeAndThawLazily(a: TestAgent, log: string, dir: string, betwe
 
   await a.until(() => a.liveResume !== null, 'hello {resume: true}');
   a.conn = a.liveResume!;
+  const waitsBefore = a.events.filter((e) => e.kind === 'gate-wait').length;
   const reps = await a.thaw(pending);
   expect(reps.at(-1), JSON.stringify(reps)).toMatchObject({ ok: true, remaining: 0 });
 
-  // Fill in reverse order (the gate must not depend on the order), a little later than the app wants it.
-  await sleep(150);
+  // Fill in reverse order (the gate must not depend on the order), once the app waits for it (a fixed
+  // delay raced a slow resume on a loaded machine: chunks filled before the app asked).
+  await a.until(() => a.events.filter((e) => e.kind === 'gate-wait').length > waitsBefore, 'the app to wait at the gate');
   let k = 0;
   for (const s of [...slabs].reverse()) {
     for (let i = s.size / CHUNK - 1; i >= 0; i--) {
