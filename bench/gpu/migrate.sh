@@ -10,29 +10,19 @@
 # (`train`: the PyTorch training loop of test/gpu/torch, its checksum checked against a run without phos)
 # A dry run on cudasim: PHOS_BENCH_UNIT_MIB=32 PHOS_BENCH_SIM=1 bash bench/gpu/migrate.sh 1
 set -uo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT"
-OUT=${OUT:-$ROOT/bench/results}
-mkdir -p "$OUT"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 read -r -a SIZES <<<"${*:-1 4 16}"
 REPS=${PHOS_BENCH_REPS:-3}
 UNIT_MIB=${PHOS_BENCH_UNIT_MIB:-1024}
-CARRY="$ROOT/.carry/gpu"
 STATE=/dev/shm/phos-mig
 NSA=phos-mig-a NSB=phos-mig-b ADDR_A=10.201.0.1 ADDR_B=10.201.0.2
 NATS=nats://$ADDR_A:4222
 log() { echo "[migrate-bench $(date +%T)] $*" >&2; }
-now_ms() { date +%s%3N; }
 
-NODE=$(command -v node || true)
-if [ -z "$NODE" ]; then NODE=/tmp/phos-node; [ -x $NODE ] || { xz -dc "$CARRY/node.xz" >$NODE && chmod +x $NODE; }; fi
-export PHOS_PCCL_ADDON="$CARRY/pccl.node"
 NATS_SERVER=$(command -v nats-server || echo "$CARRY/nats-server")
 BUILD=build/gpu
 SIM_ENV=()
 if [ -n "${PHOS_BENCH_SIM:-}" ]; then BUILD=build/native; SIM_ENV=("LD_LIBRARY_PATH=$ROOT/build/native/cudasim"); fi
-# The bundled agent finds gpu-probe (its GPU list) here, not next to its sources.
-export PHOS_GPU_PROBE="$ROOT/$BUILD/tools/gpu-probe"
 phos() { env "${SIM_ENV[@]}" PHOS_CONTROL_SOCK="$STATE/$1/control.sock" "$NODE" "$CARRY/bundle/phos.mjs" "${@:2}"; }
 command -v ip >/dev/null || PATH="$CARRY/ip/bin:$PATH"  # the GPU machine has no iproute2: pack.sh carries it
 # Commands in a host's network namespace (nsenter, not `ip netns exec`: that also gives each command a new
@@ -40,13 +30,7 @@ command -v ip >/dev/null || PATH="$CARRY/ip/bin:$PATH"  # the GPU machine has no
 net() { nsenter --net=/run/netns/$1 "${@:2}"; }
 in_a() { net $NSA "$@"; }
 
-build() {
-  mkdir -p build
-  [ -n "${PHOS_BENCH_SIM:-}" ] && return 0
-  [ -x $BUILD/workloads/counter ] && [ -f $BUILD/hijack/libphos.so ] && [ -x $BUILD/tools/ckpt-ctl ] && return 0
-  cmake -S native -B $BUILD -DCMAKE_BUILD_TYPE=Release >build/gpu-cmake.log 2>&1 || { tail -20 build/gpu-cmake.log; return 1; }
-  cmake --build $BUILD -j"$(nproc)" >build/gpu-build.log 2>&1 || { grep -E 'error' build/gpu-build.log | head -20; return 1; }
-}
+build() { gpu_build $BUILD; }  # on cudasim: build/native, made by the install
 
 hosts_up() {
   ip netns del $NSA 2>/dev/null; ip netns del $NSB 2>/dev/null

@@ -7,31 +7,15 @@
 #   GPU machine:     bash bench/gpu/phos.sh [GiB ...]     (device tool, carry .carry) -> $OUT/gpu-phos.json
 # A dry run on cudasim: LD_LIBRARY_PATH=build/gpu/cudasim PHOS_BENCH_UNIT_MIB=32 bash bench/gpu/phos.sh 1
 set -uo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT"
-OUT=${OUT:-$ROOT/bench/results}
-mkdir -p "$OUT"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 read -r -a SIZES <<<"${*:-1 4 16}"
 REPS=${PHOS_BENCH_REPS:-3}
 UNIT_MIB=${PHOS_BENCH_UNIT_MIB:-1024}
-CARRY="$ROOT/.carry/gpu"
 STATE=/dev/shm/phos-bench
 log() { echo "[phos-bench $(date +%T)] $*" >&2; }
-now_ms() { date +%s%3N; }
-
-NODE=$(command -v node || true)
-if [ -z "$NODE" ]; then NODE=/tmp/phos-node; [ -x $NODE ] || { xz -dc "$CARRY/node.xz" >$NODE && chmod +x $NODE; }; fi
-export PHOS_PCCL_ADDON="$CARRY/pccl.node"
-# The bundled agent finds gpu-probe (its GPU list) here, not next to its sources.
-export PHOS_GPU_PROBE="$ROOT/build/gpu/tools/gpu-probe"
 phos() { PHOS_CONTROL_SOCK=$STATE/control.sock "$NODE" "$CARRY/bundle/phos.mjs" "$@"; }
 
-build() {
-  mkdir -p build
-  [ -x build/gpu/workloads/counter ] && [ -f build/gpu/hijack/libphos.so ] && return 0
-  cmake -S native -B build/gpu -DCMAKE_BUILD_TYPE=Release >build/gpu-cmake.log 2>&1 || { tail -20 build/gpu-cmake.log; return 1; }
-  cmake --build build/gpu -j"$(nproc)" >build/gpu-build.log 2>&1 || { grep -E 'error' build/gpu-build.log | head -20; return 1; }
-}
+build() { gpu_build build/gpu; }
 
 start_agent() {
   rm -rf "$STATE" && mkdir -p "$STATE"

@@ -7,15 +7,11 @@
 #   GPU machine (after bash bench/gpu/pack.sh here):  bash test/gpu/multigpu.sh [MIB]
 #   dry run on cudasim (2 simulated GPUs):             PHOS_MGPU_SIM=1 bash test/gpu/multigpu.sh 32
 set -uo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT"
-OUT=${OUT:-$ROOT/bench/results}
-mkdir -p "$OUT"
+source "$(dirname "${BASH_SOURCE[0]}")/../../bench/gpu/lib.sh"
 RESULTS=$OUT/gpu-multigpu.json
 : >"$RESULTS"
 MIB=${1:-4096}
 STEPS=${PHOS_MGPU_STEPS:-400}
-CARRY="$ROOT/.carry/gpu"
 STATE=/dev/shm/phos-mgpu
 FAILED=0
 log() { echo "[multigpu $(date +%T)] $*" >&2; }
@@ -30,25 +26,17 @@ else
   BUILD=$ROOT/build/gpu
   LIBCUDA=""
   CRIU=$CARRY/criu/criu-wrap
-  if [ ! -x "$BUILD/workloads/counter" ] || [ ! -f "$BUILD/hijack/libphos.so" ]; then
-    cmake -S native -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >"$BUILD.cmake.log" 2>&1 &&
-      cmake --build "$BUILD" -j"$(nproc)" >"$BUILD.build.log" 2>&1 || { log "native build failed"; tail -20 "$BUILD.build.log"; exit 1; }
-  fi
 fi
+gpu_build "$BUILD" || { log "native build failed"; exit 1; }
 COUNTER=$BUILD/workloads/counter
 # The GPU machine runs the packed bundle (bench/gpu/pack.sh, made from this tree); a dry run the sources.
 if [ -z "${PHOS_MGPU_SIM:-}" ] && [ -f "$CARRY/bundle/phos.mjs" ]; then
-  NODE=$(command -v node || echo /tmp/phos-node)
-  [ -x "$NODE" ] || { xz -dc "$CARRY/node.xz" >"$NODE" && chmod +x "$NODE"; }
-  export PHOS_PCCL_ADDON="$CARRY/pccl.node"
   phos() { PHOS_CONTROL_SOCK=$STATE/control.sock "$NODE" "$CARRY/bundle/phos.mjs" "$@"; }
   agent_cmd() { "$NODE" "$CARRY/bundle/agent.mjs" "$@"; }
 else
   phos() { PHOS_CONTROL_SOCK=$STATE/control.sock "$ROOT/bin/phos" "$@"; }
   agent_cmd() { "$ROOT/bin/phos" agent "$@"; }
 fi
-# The agent's GPU list comes from this build's gpu-probe (a bundled agent cannot find it by itself).
-export PHOS_GPU_PROBE="$BUILD/tools/gpu-probe"
 json() { python3 -c 'import sys,json; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(eval(sys.argv[1], {"d": d, "json": json}))' "$1"; }
 
 log "GPUs: $("$BUILD/tools/gpu-probe" | json '[x["uuid"] for x in d.get("devices", [])]')"

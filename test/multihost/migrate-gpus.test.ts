@@ -3,14 +3,12 @@
 // keeps one GPU per device by default and swaps them with `--gpus 1,0`. Each continues bit-exact with its
 // memory on the GPUs asked for; a --gpus that cannot work is refused before anything moves.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startLocalMesh, type LocalMesh, type LocalNode } from '../../common/src/index.ts';
 import { hostsUnavailable } from '../helpers/hosts.ts';
-import { CUDASIM_DIR, NATIVE_BUILD, cudasimEnv } from '../helpers/paths.ts';
-import { assertContinuous, referenceChecksum, waitForLog, workloadPath } from '../helpers/workload.ts';
+import { NATIVE_BUILD, cudasimEnv } from '../helpers/paths.ts';
+import { assertContinuous, referenceChecksum, waitForLog } from '../helpers/workload.ts';
+import { processesOn, runOn, startMesh, type Mesh, type MeshNode, type MeshProcess } from './mesh-harness.ts';
 
 process.env.PHOS_SIM_GPUS = '2'; // the references, and every process of the mesh, see two GPUs
 
@@ -18,40 +16,25 @@ process.env.PHOS_SIM_GPUS = '2'; // the references, and every process of the mes
 const ONE_GPU = ['--mib', '32', '--steps', '900', '--step-ms', '15'];
 const TWO_GPUS = ['--devices', '2', ...ONE_GPU];
 
-type Proc = { pid: number; gpus?: string[]; keptBytesByGpu?: number[] };
-
 describe.skipIf(hostsUnavailable() !== null)('phos migrate --gpus between two hosts with two GPUs each (cudasim)', () => {
-  let mesh: LocalMesh;
-  let dir: string;
-  let a: LocalNode;
-  let b: LocalNode;
+  let mesh: Mesh;
+  let a: MeshNode;
+  let b: MeshNode;
   let uuids: string[];
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'phos-mesh-gpus-'));
-    mesh = await startLocalMesh({ nodes: ['gpus-a', 'gpus-b'], dir, simDir: CUDASIM_DIR, pidBase: 29000, runDir: '/run/phos-mesh-gpus', env: { PHOS_SIM_GPUS: '2' } });
-    [a, b] = mesh.nodes as [LocalNode, LocalNode];
+    mesh = await startMesh(['gpus-a', 'gpus-b'], { pidBase: 29000, runDir: '/run/phos-mesh-gpus', env: { PHOS_SIM_GPUS: '2' } });
+    [a, b] = mesh.nodes as [MeshNode, MeshNode];
     const out = execFileSync(join(NATIVE_BUILD, 'tools', 'gpu-probe'), { env: { ...cudasimEnv(), PHOS_SIM_GPUS: '2' }, encoding: 'utf8' });
     uuids = (JSON.parse(out) as { devices: { uuid: string }[] }).devices.map((d) => d.uuid);
   }, 120_000);
-  afterAll(async () => {
-    await mesh?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
-  });
+  afterAll(async () => { await mesh?.stop(); });
 
-  async function run(args: string[]): Promise<{ pid: number; logPath: string }> {
-    const r = await mesh.phos(['run', '--json', '--', workloadPath('counter'), ...args], a);
-    if (r.code !== 0) throw new Error(`phos run failed (${r.code}): ${r.stderr}`);
-    return (JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { process: { pid: number; logPath: string } }).process;
-  }
-
-  async function on(node: LocalNode, pid: number): Promise<Proc | undefined> {
-    const r = await mesh.phos(['ps', '--json'], node);
-    return (JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { processes: Proc[] }).processes.find((p) => p.pid === pid);
-  }
+  const run = (args: string[]) => runOn(mesh, a, 'counter', args);
+  const on = async (node: MeshNode, pid: number) => (await processesOn(mesh, node)).find((p) => p.pid === pid);
 
   /** Starts a counter on a, migrates it to b with `extra`, and returns where its memory ended up. */
-  async function move(args: string[], extra: string[]): Promise<Proc> {
+  async function move(args: string[], extra: string[]): Promise<MeshProcess> {
     const expected = referenceChecksum('counter', args);
     const p = await run(args);
     await waitForLog(p.logPath, (l) => l.steps.length >= 20);

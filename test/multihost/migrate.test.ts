@@ -5,8 +5,8 @@
 // holds.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostsUnavailable } from '../helpers/hosts.ts';
-import { WORKLOADS, assertContinuous, referenceChecksum, waitForLog, workloadPath, type Workload } from '../helpers/workload.ts';
-import { startMesh, type Mesh, type MeshNode } from './mesh-harness.ts';
+import { WORKLOADS, assertContinuous, referenceChecksum, waitForLog, type Workload } from '../helpers/workload.ts';
+import { finalRound, processesOn, runOn, startMesh, type Mesh, type MeshNode } from './mesh-harness.ts';
 
 type State = { id: string; pid: number; phase: string; downtimeMs: number | null; bytesSent: number; bytesTotal: number; bytesInDowntime?: number; updatedAt: number; error: { code: string; message: string } | null };
 
@@ -28,16 +28,8 @@ describe.skipIf(hostsUnavailable() !== null)('phos migrate between two hosts (cu
   }, 120_000);
   afterAll(async () => { await mesh?.stop(); });
 
-  async function run(node: MeshNode, w: Workload, args: string[]): Promise<{ pid: number; logPath: string }> {
-    const r = await mesh.phos(['run', '--json', '--', workloadPath(w), ...args], node);
-    if (r.code !== 0) throw new Error(`phos run failed (${r.code}): ${r.stderr}`);
-    return (JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { process: { pid: number; logPath: string } }).process;
-  }
-
-  async function ps(node: MeshNode): Promise<{ pid: number; state: string }[]> {
-    const r = await mesh.phos(['ps', '--json'], node);
-    return (JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { processes: { pid: number; state: string }[] }).processes;
-  }
+  const run = (node: MeshNode, w: Workload, args: string[]) => runOn(mesh, node, w, args);
+  const ps = (node: MeshNode) => processesOn(mesh, node);
 
   /** What the coordinator and agents said about migrations, for failure messages. */
   function diag(): string {
@@ -75,7 +67,7 @@ describe.skipIf(hostsUnavailable() !== null)('phos migrate between two hosts (cu
     if (w === 'counter') {
       // Pre-copy moved the memory while it ran: the freeze sends and re-hashes only what was written since.
       expect(last!.bytesInDowntime).toBeLessThan(last!.bytesTotal / 4);
-      const final = a.log().split('\n').filter((l) => l.includes('cutover: final round') && l.includes(`"pid":${p.pid}`)).map((l) => JSON.parse(l) as { chunks: number; rehashed: number }).at(-1);
+      const final = finalRound(a, p.pid);
       expect(final, diag()).toBeDefined();
       expect(final!.rehashed).toBeLessThan(final!.chunks / 4);
     }
@@ -93,7 +85,7 @@ describe.skipIf(hostsUnavailable() !== null)('phos migrate between two hosts (cu
     expect(seen.at(-1)?.phase, `${r.stderr}\n${diag()}`).toBe('succeeded');
     expect(seen.map((s) => s.phase)).toEqual(expect.arrayContaining(['pre-copy', 'cutover', 'restoring', 'post-copy', 'succeeded']));
     // The counter writes its hot buffer every step: those chunks were left for after the target ran it.
-    const final = a.log().split('\n').filter((l) => l.includes('cutover: final round') && l.includes(`"pid":${p.pid}`)).map((l) => JSON.parse(l) as { postcopy: number }).at(-1);
+    const final = finalRound(a, p.pid);
     expect(final?.postcopy, diag()).toBeGreaterThan(0);
     expect(b.log()).toMatch(/post-copy complete: every chunk arrived/);
     expect((await ps(b)).find((x) => x.pid === p.pid)?.state).toBe('running');

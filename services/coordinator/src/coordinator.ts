@@ -155,7 +155,7 @@ export class Coordinator {
    * before the target released the app aborts both: the source thaws (or restores its dumped app from its
    * kept memory) and the migration ends rolled-back; if even that fails it ends failed, saying so.
    */
-  private async run(rec: MigrationRecord, r: Message<'migrate-request'>, proc: ProcessRecord & { targetGpus?: number[] }): Promise<void> {
+  private async run(rec: MigrationRecord, r: Message<'migrate-request'>, proc: ProcessRecord & { targetGpus: number[] }): Promise<void> {
     const id = rec.state.id;
     const deadline = Date.now() + r.timeoutMs;
     const left = () => Math.max(1000, deadline - Date.now());

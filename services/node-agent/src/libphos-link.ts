@@ -8,6 +8,14 @@ import * as pccl from '../../../native/pccl/pccl.ts';
 import { OP_RESULTS, PROTO_VERSION, PhosError, check, decodeFrame, encodeFrame, toPhosError, type Frame, type Op } from '../../../proto/src/index.ts';
 import type { Keeper } from './keeper.ts';
 
+/** libphos tracks writes and gates access per chunk of 2 MiB of its VA region (index = (va - base) / this). */
+export const LIBPHOS_CHUNK = 2 << 20;
+
+/** The chunk indices a hash-round or freeze reply names as written since the last round; null: it cannot say. */
+export function changedChunks(rep: Record<string, unknown> | null): Set<number> | null {
+  return rep && Array.isArray(rep.changed) ? new Set(rep.changed as number[]) : null;
+}
+
 interface Pending { op: Op; resolve(v: Record<string, unknown>): void; reject(e: PhosError): void; timer: NodeJS.Timeout }
 
 interface Conn {

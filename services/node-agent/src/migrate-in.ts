@@ -9,6 +9,7 @@ import type { Logger } from '../../../common/src/index.ts';
 import * as pccl from '../../../native/pccl/pccl.ts';
 import { PROTO_VERSION, PhosError, type GpuMapEntry, type Message } from '../../../proto/src/index.ts';
 import type { Reporter } from './checkpoint.ts';
+import type { FillChunk } from './fill.ts';
 import type { KeptAllocation } from './keeper.ts';
 import type { LibphosLink } from './libphos-link.ts';
 import { restoreImage, type RestoreDeps } from './restore.ts';
@@ -48,8 +49,8 @@ class PostCopyFill {
   readonly total: { chunks: number; bytes: number };
   private readonly t0 = performance.now();
 
-  constructor(private readonly pid: number, chunks: { key: string; gate: number; hash: string; length: number }[], private readonly link: LibphosLink, private readonly log: Logger) {
-    for (const c of chunks) this.left.set(c.key, c);
+  constructor(private readonly pid: number, chunks: FillChunk[], private readonly link: LibphosLink, private readonly log: Logger) {
+    for (const c of chunks) this.left.set(`${c.alloc}:${c.offset}`, c);
     this.total = { chunks: chunks.length, bytes: chunks.reduce((s, c) => s + c.length, 0) };
     this.done = new Promise<void>((res, rej) => { this.finish = (err) => (err ? rej(err) : res()); });
     this.done.catch(() => undefined);
@@ -209,10 +210,7 @@ export class MigrationsIn {
     const pending = await this.stillToCome(m, req.manifest, req.postcopy ?? 0);
     const r = await restoreImage(this.d, m.dir, noReport, {
       regions: [...m.regions.values()], gpuMap: await this.gpuMap(m, req.manifest), pending,
-      onPending: (chunks) => {
-        const hashes = new Map(pending.map((p) => [`${p.alloc}:${p.index}`, p]));
-        m.post = new PostCopyFill(m.pid, chunks.map((c) => ({ key: `${c.alloc}:${c.offset}`, gate: c.gate, hash: hashes.get(`${c.alloc}:${c.index}`)!.hash, length: c.length })), this.d.link, this.log.child({ migrationId: m.id }));
-      },
+      onPending: (chunks) => { m.post = new PostCopyFill(m.pid, chunks, this.d.link, this.log.child({ migrationId: m.id })); },
     });
     m.adopted = true;
     // Allocations the app freed during pre-copy arrived here but are not in its final image.

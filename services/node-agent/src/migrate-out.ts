@@ -13,6 +13,7 @@ import { PROTO_VERSION, PhosError, subjects, type Manifest, type Message } from 
 import { checkpointProcess, type CheckpointDeps, type Reporter } from './checkpoint.ts';
 import type { ImageDir } from './image.ts';
 import type { KeptAllocation } from './keeper.ts';
+import { LIBPHOS_CHUNK, changedChunks } from './libphos-link.ts';
 import type { MeshMember } from './mesh.ts';
 import { restoreImage } from './restore.ts';
 
@@ -24,8 +25,6 @@ const MAX_ROUNDS = 12;
 const DATA_SHARE = 0.5;
 /** Chunks per transportSend call: progress and cancel are looked at between batches. */
 const SEND_BATCH = 32;
-/** libphos tracks writes per 2 MiB chunk of its VA region. */
-const LIBPHOS_CHUNK = 2 << 20;
 /** CRIU files go out in pieces of this size (spread over the streams; a send item holds at most 1 GiB). */
 const FILE_PIECE = 64 << 20;
 /** Under a bandwidth cap a batch carries about this long of data, so progress and cancel stay prompt. */
@@ -333,7 +332,7 @@ export class MigrationsOut {
       m.atFreeze = null;
       r = await checkpointProcess(this.d, {
         pid: m.pid, dir: join(m.dir, 'image'), kind: 'dump', ship: this.ship(m, rec.logPath, sent),
-        onFrozen: (rep) => { m.atFreeze = Array.isArray(rep.changed) ? new Set(rep.changed as number[]) : null; },
+        onFrozen: (rep) => { m.atFreeze = changedChunks(rep); },
       }, noReport);
     } catch (err) {
       m.phase = 'pre-copy';

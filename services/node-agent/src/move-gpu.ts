@@ -12,6 +12,7 @@ import { PhosError, type ControlPhase, type GpuMapEntry, type Manifest, type Mov
 import { checkpointProcess, type CheckpointDeps, type Reporter } from './checkpoint.ts';
 import type { ImageManifest } from './image.ts';
 import type { KeptAllocation } from './keeper.ts';
+import { LIBPHOS_CHUNK, changedChunks } from './libphos-link.ts';
 import { placeGpus, restoreImage, type GpuPlacement, type RestoreDeps } from './restore.ts';
 
 /** Places the process's GPUs as the move asks; BAD_ARGS/ILLEGAL_STATE before anything is stopped. */
@@ -25,7 +26,6 @@ async function plan(d: CheckpointDeps, pid: number, toGpu: number): Promise<{ pl
   return { place, map, fromGpu };
 }
 
-const CHUNK = 2 << 20; // libphos's chunk (frames.ts)
 
 /** A fresh region on a's placed GPU holding a copy of all of a; pushed to `out` (the caller releases it). */
 async function copyWhole(a: KeptAllocation, place: GpuPlacement, out: KeptAllocation[]): Promise<KeptAllocation> {
@@ -40,22 +40,17 @@ async function copyWhole(a: KeptAllocation, place: GpuPlacement, out: KeptAlloca
 /** Copies the region chunks `changed` (libphos indices) of slab a from its kept memory into `to`; returns bytes. */
 async function copyChunks(a: KeptAllocation, to: number, changed: Set<number>, vaBase: number): Promise<number> {
   let bytes = 0;
-  const first = Math.floor((a.va - vaBase) / CHUNK), n = Math.ceil(a.size / CHUNK);
+  const first = Math.floor((a.va - vaBase) / LIBPHOS_CHUNK), n = Math.ceil(a.size / LIBPHOS_CHUNK);
   for (let i = 0; i < n;) {
     if (!changed.has(first + i)) { i++; continue; }
     let j = i;
     while (j < n && changed.has(first + j)) j++; // adjacent changed chunks: one copy
-    const off = i * CHUNK, len = Math.min(j * CHUNK, a.size) - off;
+    const off = i * LIBPHOS_CHUNK, len = Math.min(j * LIBPHOS_CHUNK, a.size) - off;
     await pccl.keeperCopy(to, off, a.region, off, len);
     bytes += len;
     i = j;
   }
   return bytes;
-}
-
-/** Chunk indices a hash-round or freeze reply names, or null when it names none (unknown: copy all). */
-function changedOf(rep: Record<string, unknown> | null): Set<number> | null {
-  return rep && Array.isArray(rep.changed) ? new Set(rep.changed as number[]) : null;
 }
 
 /**
@@ -66,7 +61,7 @@ async function precopy(d: CheckpointDeps, pid: number, place: GpuPlacement, vaBa
   const done = new Map<number, KeptAllocation>();
   await d.link.request(pid, 'hash-round');
   for (const a of d.keeper.allocations(pid)) if (a.kind === 'slab') done.set(a.id, await copyWhole(a, place, out));
-  const again = changedOf(await d.link.request(pid, 'hash-round'));
+  const again = changedChunks(await d.link.request(pid, 'hash-round'));
   for (const a of d.keeper.allocations(pid)) {
     const c = done.get(a.id);
     if (c && again) await copyChunks(a, c.region, again, vaBase);
@@ -117,7 +112,7 @@ export async function moveToGpu(d: RestoreDeps, req: { pid: number; toGpu: numbe
   const dropUnused = async () => release(made.filter((m) => !copies.some((c) => c.region === m.region)));
   try {
     pre = await precopy(d, pid, place, vaBase, made);
-    await checkpointProcess(d, { pid, dir, kind: 'dump', ship, onFrozen: (rep) => { atFreeze = changedOf(rep); } }, watch);
+    await checkpointProcess(d, { pid, dir, kind: 'dump', ship, onFrozen: (rep) => { atFreeze = changedChunks(rep); } }, watch);
   } catch (err) {
     copies = [];
     await release(made); // the dump rolled back: the app runs on, its memory still kept where it was

@@ -12,7 +12,7 @@ import { criuRestore, criuVersion } from './criu.ts';
 import { readManifest, verifyChunkFiles, verifyCriuFiles, verifyGpuChunks } from './image.ts';
 import { Filler, fillChunks, type FillChunk } from './fill.ts';
 import type { Keeper } from './keeper.ts';
-import type { LibphosLink } from './libphos-link.ts';
+import { LIBPHOS_CHUNK, type LibphosLink } from './libphos-link.ts';
 import type { ProcessRecord, ProcessRegistry } from './process-registry.ts';
 import { runSteps, type Step } from './step-runner.ts';
 import { thawProcess } from './thaw.ts';
@@ -22,9 +22,6 @@ import type { KeptAllocation } from './keeper.ts';
 async function releaseAll(list: KeptAllocation[]): Promise<void> {
   for (const a of list) await pccl.keeperRelease(a.region).catch(() => undefined);
 }
-
-/** The gate's chunk (frames.ts): 2 MiB. An image cut otherwise is filled before the thaw. */
-const GATE_CHUNK = 2 << 20;
 
 /** Where the image's GPUs land: the node's ordinal per image device ordinal, and the driver's UUID pairs. */
 export interface GpuPlacement {
@@ -137,7 +134,7 @@ export interface RestoreOptions {
    * libphos's gate at the thaw; `onPending` gets them (with their gate indices) before the app runs, and
    * whoever fills them opens the gate.
    */
-  pending?: { alloc: number; index: number }[];
+  pending?: { alloc: number; index: number; hash: string }[];
   onPending?: (chunks: FillChunk[]) => void;
 }
 
@@ -163,7 +160,8 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
   // process exists, and the chunks are read (each hash-checked as it is read) after the thaw, lazily.
   let fresh: KeptAllocation[] = [];
   const given = opts.regions !== undefined;
-  const lazy = keeperPath && m.chunkSize === GATE_CHUNK && !given;
+  // The gate works in libphos's chunks: an image cut otherwise is filled before the thaw.
+  const lazy = keeperPath && m.chunkSize === LIBPHOS_CHUNK && !given;
   if (given) {
     if (!keeperPath) throw new PhosError('ILLEGAL_STATE', `${dir} is a safe-path image; filled regions need a keeper-path image`);
     fresh = matchRegions(m, opts.regions!);
@@ -237,7 +235,7 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
         if (given && opts.pending?.length) {
           const h = await hello!;
           const slabs = new Map(fresh.filter((a) => a.kind === 'slab').map((a) => [a.id, a]));
-          const chunks = fillChunks(dir, opts.pending.map((p) => ({ ...p, hash: '', file: '' })), slabs, h.vaBase, m.chunkSize);
+          const chunks = fillChunks(dir, opts.pending.map((p) => ({ ...p, file: '' })), slabs, h.vaBase, m.chunkSize);
           if (chunks.length !== opts.pending.length || chunks.some((x) => x.gate < 0 || !Number.isInteger(x.gate))) {
             throw new PhosError('ILLEGAL_STATE', `pid ${pid}: chunks still to arrive must lie in libphos's slabs (${opts.pending.length} named, ${chunks.length} found)`);
           }
