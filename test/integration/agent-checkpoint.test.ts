@@ -3,10 +3,10 @@
 // filled in the background) continues from the last step bit-exact and `phos logs` shows the output from
 // before and after.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertContinuous, parseWorkloadLog, referenceChecksum, waitForLog, workloadPath, WORKLOADS, type Workload } from '../helpers/workload.ts';
-import { gpuFiles, startAgent, type AgentHandle } from './agent-harness.ts';
+import { appGone, gpuFiles, startAgent, type AgentHandle } from './agent-harness.ts';
 
 const ARGS: Record<Workload, string[]> = {
   // Long enough (≈ 5 s) that the CLI (≈ 1-2 s to start under load) finds the process still running.
@@ -51,7 +51,7 @@ describe('phos pre-dump / dump / restore (agent, CRIU, cudasim)', () => {
     expect(d.code, `${JSON.stringify(d.last)} ${d.stderr}`).toBe(0);
     expect(d.last.result.path).toBe('keeper');
     const stepsAtDump = parseWorkloadLog(readFileSync(logPath, 'utf8')).steps.length;
-    expect(existsSync(`/proc/${pid}`)).toBe(false);
+    expect(appGone(pid)).toBe(true);
     const ps1 = await agent.phosJson<{ processes: { pid: number; state: string }[] }>(['ps']);
     expect(ps1.last.processes.find((p) => p.pid === pid)?.state).toBe('dumped');
 

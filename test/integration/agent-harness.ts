@@ -2,7 +2,7 @@
 // (cudasim as its driver), and the real `phos` CLI pointed at it. stop() ends the agent and every
 // process it started, and removes the temp tree.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
@@ -103,4 +103,13 @@ export async function startAgent(pidRange: string, extraEnv: Record<string, stri
 /** Files directly under an image's gpu/ directory. */
 export function gpuFiles(img: string): string[] {
   return readdirSync(join(img, 'gpu'));
+}
+
+/** True when pid no longer runs an app: gone from /proc, or only the agent's placeholder holds it after a dump. */
+export function appGone(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] === 'phos-pid-hold';
+  } catch {
+    return true;
+  }
 }

@@ -6,7 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertContinuous, readWorkloadLog, referenceChecksum, waitForLog, workloadPath } from '../helpers/workload.ts';
-import { gpuFiles, startAgent, type AgentHandle } from './agent-harness.ts';
+import { appGone, gpuFiles, startAgent, type AgentHandle } from './agent-harness.ts';
 
 const COUNTER = (steps: number) => [workloadPath('counter'), '--mib', '32', '--steps', String(steps), '--step-ms', '20'];
 let agent: AgentHandle;
@@ -76,7 +76,7 @@ describe('refusals', () => {
     expect(r.code).toBe(7);
     expect(r.stderr).toMatch(/^error IMAGE_CORRUPT: /m);
     expect(r.stderr).toContain(chunk);
-    expect(existsSync(`/proc/${p.pid}`)).toBe(false);
+    expect(appGone(p.pid)).toBe(true);
 
     writeFileSync(chunk, bytes);
     const pages = readdirSync(join(img, 'criu')).filter((f) => f.startsWith('pages-')).map((f) => join(img, 'criu', f))
@@ -85,35 +85,51 @@ describe('refusals', () => {
     const t = await agent.phos(['restore', '--dir', img]);
     expect(t.code).toBe(7);
     expect(t.stderr).toContain(pages);
-    expect(existsSync(`/proc/${p.pid}`)).toBe(false);
+    expect(appGone(p.pid)).toBe(true);
   });
 });
 
 describe('pid clash', () => {
-  it('restore refuses an image whose pid is taken (ILLEGAL_STATE) before CRIU runs, and succeeds once it is free', async () => {
+  /** Forks `sleep 60` with the machine's pid cursor just below pid (root: ns_last_pid); the cursor is put back. */
+  function forkAt(pid: number): ReturnType<typeof spawn> {
+    const cursor = readFileSync('/proc/sys/kernel/ns_last_pid', 'utf8').trim();
+    writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+    const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+    writeFileSync('/proc/sys/kernel/ns_last_pid', cursor); // later forks must not take the image's thread ids
+    return child;
+  }
+  const kill = async (c: ReturnType<typeof spawn>) => { c.kill('SIGKILL'); if (c.exitCode === null && c.signalCode === null) await new Promise((res) => c.once('exit', res)); };
+
+  it('a dumped pid is held for its restore; a pid taken anyway is refused (ILLEGAL_STATE) before CRIU runs, and restores once free', async () => {
     const p = await agent.run(COUNTER(300), 'ctr');
     await waitForLog(p.logPath, (l) => l.steps.length >= 5);
     const img = join(agent.dir, 'img');
     const d = await agent.phos(['dump', '--pid', String(p.pid), '--dir', img]);
     expect(d.code, d.stderr).toBe(0);
-    // Take the pid with another process (root: ns_last_pid), as a process on a restore target could.
+    // The agent holds the pid with a placeholder: a fork aimed at it gets another pid.
+    const cmd = () => { try { return readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').split('\0')[0]; } catch { return null; } };
+    for (const end = Date.now() + 3000; cmd() !== 'phos-pid-hold' && Date.now() < end;) await new Promise((res) => setTimeout(res, 20));
+    expect(cmd()).toBe('phos-pid-hold');
+    const probe = forkAt(p.pid);
+    expect(probe.pid).not.toBe(p.pid);
+    await kill(probe);
+
+    // A hold can end (its time runs out, someone kills it); a process that takes the pid then is a clash.
+    process.kill(p.pid, 'SIGKILL');
+    for (const end = Date.now() + 3000; existsSync(`/proc/${p.pid}`) && Date.now() < end;) await new Promise((res) => setTimeout(res, 10));
     let squatter: ReturnType<typeof spawn> | null = null;
-    const cursor = readFileSync('/proc/sys/kernel/ns_last_pid', 'utf8').trim();
     for (let i = 0; i < 20 && squatter?.pid !== p.pid; i++) {
-      squatter?.kill('SIGKILL');
-      writeFileSync('/proc/sys/kernel/ns_last_pid', String(p.pid - 1));
-      squatter = spawn('sleep', ['60'], { stdio: 'ignore' });
+      if (squatter) await kill(squatter);
+      squatter = forkAt(p.pid);
     }
-    writeFileSync('/proc/sys/kernel/ns_last_pid', cursor); // later forks must not take the image's thread ids
     expect(squatter?.pid).toBe(p.pid);
     try {
       const r = await agent.phos(['restore', '--dir', img]);
       expect(r.code).toBe(8);
-      expect(r.stderr).toMatch(new RegExp(`^error ILLEGAL_STATE: pid ${p.pid} is in use`, 'm'));
+      expect(r.stderr).toMatch(new RegExp(`^error ILLEGAL_STATE: pid ${p.pid} is in use on this node \\(by 'sleep'\\)`, 'm'));
       expect(existsSync(join(img, 'criu', 'restore.log'))).toBe(false);
     } finally {
-      squatter!.kill('SIGKILL');
-      await new Promise((res) => squatter!.once('exit', res));
+      await kill(squatter!);
     }
     const ok = await agent.phos(['restore', '--dir', img]);
     expect(ok.code, ok.stderr).toBe(0);

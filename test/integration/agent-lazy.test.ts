@@ -8,7 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProcessInfo } from '../../proto/src/index.ts';
 import { assertContinuous, parseWorkloadLog, readWorkloadLog, referenceChecksum, waitForLog, workloadPath } from '../helpers/workload.ts';
-import { gpuFiles, startAgent, type AgentHandle } from './agent-harness.ts';
+import { appGone, gpuFiles, startAgent, type AgentHandle } from './agent-harness.ts';
 
 type Fill = NonNullable<ProcessInfo['fill']>;
 type Restored = ProcessInfo & { ms: number; releaseMs: number };
@@ -117,7 +117,7 @@ describe('lazy restore (agent, CRIU, cudasim)', () => {
     expect(r.code, r.stderr).toBe(7);
     expect(r.stderr).toMatch(/^error IMAGE_CORRUPT: /m);
     expect(r.stderr).toContain(chunk);
-    expect(existsSync(`/proc/${pid}`)).toBe(false);
+    expect(appGone(pid)).toBe(true);
     const ps = await agent.phosJson<{ processes: { pid: number; state: string }[] }>(['ps']);
     expect(ps.last.processes.find((x) => x.pid === pid && x.state === 'running')).toBeUndefined();
   }, 120_000);

@@ -11,6 +11,8 @@ export const DEFAULT_CONTROL_SOCKET = '/run/phos/control.sock';
 export const DEFAULT_STATE_DIR = '/var/lib/phos';
 /** Above most of what the kernel hands out on a default pid_max of 32768, below it. */
 export const DEFAULT_PID_RANGE = '20000-29999';
+/** A dumped process's pid stays held this long for a restore on this node (an hour: a checkpoint is usually restored soon or not at all). */
+export const DEFAULT_PID_HOLD_SECONDS = 3600;
 export const DEFAULT_VA_BASE = 0x600000000000;
 export const DEFAULT_VA_SIZE = 64 * 2 ** 30;
 export const DEFAULT_CHUNK_SIZE = 2 << 20;
@@ -27,6 +29,8 @@ export interface AgentOptions {
   node?: string;
   /** Pids handed to managed processes, "MIN-MAX" (inclusive); ranges of different nodes must not overlap. @default DEFAULT_PID_RANGE */
   pidRange?: string;
+  /** How long the pid of a process dumped here stays held (a sleeping placeholder) for its restore on this node; 0: not held. @default DEFAULT_PID_HOLD_SECONDS */
+  pidHoldSeconds?: number;
   /** libphos.so preloaded into managed processes. @default build/native/hijack/libphos.so of this checkout */
   libphos?: string;
   /** The driver library the agent's checkpoint calls use (pccl's PHOS_LIBCUDA). @default null: dlopen("libcuda.so.1") */
@@ -58,6 +62,7 @@ export interface CompiledAgentOptions {
   node: string;
   pidMin: number;
   pidMax: number;
+  pidHoldSeconds: number;
   libphos: string;
   libcuda: string | null;
   criu: string | null;
@@ -113,6 +118,8 @@ export function compileAgentOptions(o: AgentOptions = {}): CompiledAgentOptions 
   let pidLimit = 4194304;
   try { pidLimit = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8').trim()); } catch { /* not Linux: keep the kernel's ceiling */ }
   if (pidMin < 300 || pidMax < pidMin || pidMax >= pidLimit) throw bad('pidRange', `${pidMin}-${pidMax} must satisfy 300 <= MIN <= MAX < pid_max (${pidLimit})`);
+  const pidHoldSeconds = o.pidHoldSeconds ?? DEFAULT_PID_HOLD_SECONDS;
+  if (!Number.isInteger(pidHoldSeconds) || pidHoldSeconds < 0) throw bad('pidHoldSeconds', `must be a whole number of seconds >= 0, got ${JSON.stringify(o.pidHoldSeconds)}`);
   const socket = socketPath('socket', o.socket, DEFAULT_AGENT_SOCKET);
   const controlSocket = absPath('controlSocket', o.controlSocket, DEFAULT_CONTROL_SOCKET);
   if (socket === controlSocket) throw bad('controlSocket', `must differ from socket (${socket})`);
@@ -123,7 +130,7 @@ export function compileAgentOptions(o: AgentOptions = {}): CompiledAgentOptions 
   const fsync = o.image?.fsync ?? DEFAULT_FSYNC;
   if (typeof fsync !== 'boolean') throw bad('image.fsync', 'must be true or false');
   return {
-    socket, controlSocket, stateDir, logsDir: join(stateDir, 'logs'), node, pidMin, pidMax,
+    socket, controlSocket, stateDir, logsDir: join(stateDir, 'logs'), node, pidMin, pidMax, pidHoldSeconds,
     libphos: absPath('libphos', o.libphos, join(ROOT, 'build/native/hijack/libphos.so')),
     libcuda: o.libcuda ? absPath('libcuda', o.libcuda, '') : null,
     criu: o.criu ?? null, fsync,

@@ -284,6 +284,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
         c.releasedAt = performance.now();
         unhide();
         moveTo(p.rec, 'dumped', 'image sealed; process ended');
+        if (!req.ship) void d.registry.holdWhenGone(pid); // restored here later: keep its pid free of other forks
       }
     },
   });
@@ -467,6 +468,7 @@ export async function checkpointProcess(d: CheckpointDeps, req: CheckpointReques
         c.stopped = false;
         c.releasedAt = performance.now();
         moveTo(c.rec, 'dumped', 'image sealed; process ended');
+        void d.registry.holdWhenGone(pid);
       }
     },
   });

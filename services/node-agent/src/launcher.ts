@@ -16,6 +16,8 @@ export interface LaunchOptions {
   logPath: string;
   /** Ask the kernel for exactly this pid (via /proc/sys/kernel/ns_last_pid); fails if it is taken. */
   pid?: number;
+  /** What ps shows as the command (argv[0]); the executable stays argv[0] of `argv`. */
+  argv0?: string;
 }
 
 export interface Launched {
@@ -72,7 +74,7 @@ export function launch(o: LaunchOptions): Launched {
     // cleanly (the caller picks another pid) instead of running under a pid we did not reserve.
     // The kernel's pid cursor is put back afterwards: left at our pid, every later fork on the machine
     // (the CLI, its threads) would take pids of the reserved range, e.g. the tids a restore needs.
-    const start = () => spawn(cmd, args, { env: o.env ?? process.env, cwd: o.cwd, detached: true, stdio: ['ignore', fd, fd] });
+    const start = () => spawn(cmd, args, { env: o.env ?? process.env, cwd: o.cwd, detached: true, stdio: ['ignore', fd, fd], argv0: o.argv0 });
     const child: ChildProcess = o.pid === undefined ? start() : withPidCursor(o.pid, start);
     const exited = new Promise<number>((resolve) => {
       child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? signalNumber(signal) : 0)));

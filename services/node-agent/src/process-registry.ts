@@ -5,7 +5,7 @@ import { basename, join } from 'node:path';
 import type { Logger } from '../../../common/src/index.ts';
 import { PhosError, type ProcessInfo } from '../../../proto/src/index.ts';
 import type { CompiledAgentOptions } from './agent-options.ts';
-import { launch } from './launcher.ts';
+import { launch, type Launched } from './launcher.ts';
 import { ProcessMachine, type ProcessState } from './process-machine.ts';
 
 export interface ProcessRecord {
@@ -29,6 +29,8 @@ export class ProcessRegistry {
   private readonly records = new Map<number, ProcessRecord>();
   private cursor: number;
   private readonly pollers = new Map<number, NodeJS.Timeout>();
+  /** Placeholders holding the pids of processes dumped here, until a restore claims them (see hold()). */
+  private readonly holds = new Map<number, Launched>();
   /** Told when a process ends (the agent releases its keeper memory). */
   onEnded: (pid: number) => void = () => {};
 
@@ -111,6 +113,8 @@ export class ProcessRegistry {
    * gone from /proc. Returns at once for a pid it never managed; never throws (adoptRestoring judges).
    */
   async settled(pid: number, timeoutMs: number): Promise<void> {
+    await this.unhold(pid);
+    endOrphanHold(pid, this.log);
     for (const end = Date.now() + timeoutMs; Date.now() < end;) {
       const old = this.records.get(pid);
       if (!old || (old.machine.terminal && !existsSync(`/proc/${pid}`))) return;
@@ -123,7 +127,8 @@ export class ProcessRegistry {
   adoptRestoring(x: { pid: number; job: string; argv: string[]; logPath: string; restoredFrom: string }): ProcessRecord {
     const old = this.records.get(x.pid);
     if ((old && !old.machine.terminal) || existsSync(`/proc/${x.pid}`)) {
-      throw new PhosError('ILLEGAL_STATE', `pid ${x.pid} is in use on this node; the image cannot be restored under it`, { remedy: 'stop the process holding that pid, or restore on another node', details: { pid: x.pid } });
+      const holder = commOf(x.pid);
+      throw new PhosError('ILLEGAL_STATE', `pid ${x.pid} is in use on this node${holder ? ` (by '${holder}')` : ''}; the image cannot be restored under it`, { remedy: 'stop the process holding that pid, or restore on another node', details: { pid: x.pid } });
     }
     return this.add(x, 'restoring');
   }
@@ -152,8 +157,42 @@ export class ProcessRegistry {
     this.onEnded(pid);
   }
 
+  /**
+   * Keeps the pid of a process CRIU just ended here taken by a sleeping placeholder, so the machine's
+   * forks cannot take it before the image is restored (the kernel's pid cursor walks through every
+   * range; a compiler started a second later can hold the pid for longer than a restore waits).
+   * Only for a dump that stays on this node: a migrated process is restored under the same pid elsewhere,
+   * maybe on this machine (network-namespace nodes). Best effort: a pid already taken is not held.
+   */
+  async holdWhenGone(pid: number): Promise<void> {
+    if (this.o.pidHoldSeconds <= 0 || this.holds.has(pid)) return;
+    for (const end = Date.now() + 2000; existsSync(`/proc/${pid}`);) {
+      if (Date.now() > end) return; // not reaped (not our child): nothing to hold
+      await new Promise((res) => setTimeout(res, 2));
+    }
+    try {
+      const h = launch({ argv: ['sleep', String(this.o.pidHoldSeconds)], logPath: '/dev/null', pid, argv0: 'phos-pid-hold' });
+      this.holds.set(pid, h);
+      void h.exited.then(() => { if (this.holds.get(pid) === h) this.holds.delete(pid); });
+      this.log.debug({ pid, seconds: this.o.pidHoldSeconds }, 'holding the pid of a dumped process for its restore');
+    } catch (err) {
+      this.log.debug({ pid, err }, 'could not hold the pid of a dumped process');
+    }
+  }
+
+  /** Ends the placeholder of pid (if any) and waits until it is reaped, so the pid is free again. */
+  private async unhold(pid: number): Promise<void> {
+    const h = this.holds.get(pid);
+    if (!h) return;
+    this.holds.delete(pid);
+    h.child.kill('SIGKILL');
+    await h.exited;
+  }
+
   stop(): void {
     for (const t of this.pollers.values()) clearInterval(t);
+    for (const h of this.holds.values()) h.child.kill('SIGKILL');
+    this.holds.clear();
   }
 
   info(r: ProcessRecord, linked: boolean, allocations: number, keptBytes: number): ProcessInfo {
@@ -161,6 +200,29 @@ export class ProcessRegistry {
       pid: r.pid, job: r.job, state: r.machine.state, argv: r.argv, logPath: r.logPath, startedAt: r.startedAt, vaBase: r.vaBase,
       linked, allocations, keptBytes, exitCode: r.exitCode, restoredFrom: r.restoredFrom,
     };
+  }
+}
+
+/**
+ * A placeholder left by an agent that is gone (its parent is now init) holds the pid for nobody: end it.
+ * One whose agent lives is left alone; the restore then reports the clash.
+ */
+function endOrphanHold(pid: number, log: Logger): void {
+  try {
+    if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] !== 'phos-pid-hold') return;
+    const ppid = Number(/\) \S+ (\d+)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1]);
+    if (ppid !== 1) return;
+    process.kill(pid, 'SIGKILL');
+    log.info({ pid }, 'ended the pid placeholder of an agent that is gone');
+  } catch { /* gone meanwhile */ }
+}
+
+/** The command name of pid, or null when it is gone. */
+function commOf(pid: number): string | null {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return null;
   }
 }
 
