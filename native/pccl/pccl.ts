@@ -380,6 +380,8 @@ interface NativePccl {
   transportSetBandwidth(sender: number, bytesPerSec: number | null): void;
   transportClose(sender: number): Promise<TransportCloseResult>;
   hashChunks(opts: { src: number; items: ChunkRange[] }): Promise<HashChunksResult>;
+  becomeSubreaper(): void;
+  reap(pid: number): { code: number | null; signal: number | null } | null;
 }
 
 /** Receiver events as native code sends them: errors are plain PcclError objects, turned into PhosError here. */
@@ -765,4 +767,21 @@ export async function hashChunks(opts: HashChunksOptions): Promise<HashChunksRes
     length: uint(`items[${i}].length`, it?.length, { min: 1 }),
   }));
   return callAsync(() => native().hashChunks({ src, items }));
+}
+
+/**
+ * Makes this process the child subreaper of its descendants (prctl PR_SET_CHILD_SUBREAPER): processes
+ * CRIU restores are re-parented to it when criu exits, so reap() can collect their exit status.
+ */
+export function becomeSubreaper(): void {
+  call(() => native().becomeSubreaper());
+}
+
+/**
+ * Collects the exit of child `pid` without blocking: null while it runs or when it is not our child,
+ * else its exit code or the signal that ended it. Only for pids Node did not spawn (libuv reaps those).
+ */
+export function reap(pid: number): { code: number | null; signal: number | null } | null {
+  const p = uint('pid', pid, { min: 1, max: 0x7fffffff });
+  return call(() => native().reap(p));
 }

@@ -3,7 +3,7 @@
 // filled in the background) continues from the last step bit-exact and `phos logs` shows the output from
 // before and after.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertContinuous, parseWorkloadLog, referenceChecksum, waitForLog, workloadPath, WORKLOADS, type Workload } from '../helpers/workload.ts';
 import { appGone, gpuFiles, startAgent, type AgentHandle } from './agent-harness.ts';
@@ -69,6 +69,14 @@ describe('phos pre-dump / dump / restore (agent, CRIU, cudasim)', () => {
     const fill = ps2.last.processes.find((p) => p.pid === pid)?.fill;
     expect(fill).toMatchObject({ state: 'done' });
     expect(fill!.chunksDone).toBe(fill!.chunksTotal);
+    // The agent reaps what CRIU restored (its subreaper): the exit status is known and no zombie keeps the pid.
+    let ended: { state: string; exitCode: number | null } | undefined;
+    for (const end = Date.now() + 10_000; Date.now() < end; await new Promise((res) => setTimeout(res, 200))) {
+      ended = (await agent.phosJson<{ processes: { pid: number; state: string; exitCode: number | null }[] }>(['ps'])).last.processes.find((p) => p.pid === pid);
+      if (ended?.state === 'exited') break;
+    }
+    expect(ended).toMatchObject({ state: 'exited', exitCode: 0 });
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
 
     const logs = await agent.phos(['logs', name]);
     expect(logs.code, logs.stderr).toBe(0);

@@ -35,6 +35,22 @@ describe('phos run / ps / logs', () => {
   });
 });
 
+describe('orphans', () => {
+  it('a managed app\'s orphaned child becomes the agent\'s (subreaper) and is reaped when it ends: no zombie', async () => {
+    // bin/phos agent runs the agent as its only child.
+    const agentPid = Number(readFileSync(`/proc/${agent.proc.pid}/task/${agent.proc.pid}/children`, 'utf8').trim().split(' ')[0]);
+    const p = await agent.run(['sh', '-c', 'sleep 1 & echo "orphan $!"; exit 0'], 'orphaner');
+    const log = () => readFileSync(p.logPath, 'utf8');
+    for (const end = Date.now() + 5000; !/^orphan \d+$/m.test(log()) && Date.now() < end;) await new Promise((res) => setTimeout(res, 20));
+    const orphan = Number(/^orphan (\d+)$/m.exec(log())![1]);
+    for (const end = Date.now() + 3000; existsSync(`/proc/${p.pid}`) && Date.now() < end;) await new Promise((res) => setTimeout(res, 20));
+    expect(Number(/\) \S+ (\d+) /.exec(readFileSync(`/proc/${orphan}/stat`, 'utf8'))![1])).toBe(agentPid);
+    // sleep ends after 1 s; one sweep sees it a zombie, the next reaps it.
+    for (const end = Date.now() + 8000; existsSync(`/proc/${orphan}`) && Date.now() < end;) await new Promise((res) => setTimeout(res, 100));
+    expect(existsSync(`/proc/${orphan}`)).toBe(false);
+  });
+});
+
 describe('refusals', () => {
   it('refuses an unmanaged pid with NOT_MANAGED and exit status 3', async () => {
     const other = spawn('sleep', ['30'], { stdio: 'ignore' });

@@ -6,6 +6,7 @@
 #include "chunk-io.h"
 #include "driver-ckpt.h"
 #include "keeper.h"
+#include "reaper.h"
 #include "shm.h"
 #include "transport.h"
 
@@ -52,6 +53,9 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
       {"transportClose", transportClose},
       // chunk-io.cpp (appended: the order above is the TS interface's)
       {"hashChunks", hashChunks},
+      // reaper.cpp
+      {"becomeSubreaper", becomeSubreaper},
+      {"reap", reap},
   };
   for (const Fn& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
   return exports;

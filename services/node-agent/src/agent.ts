@@ -42,6 +42,7 @@ export class Agent {
     void this.keeper.agentGpus();
     criuVersion({ bin: o.criu ?? undefined }).catch(() => undefined); // checked again (and reported) when used
     this.registry = new ProcessRegistry(o, log.child({ component: 'registry' }));
+    this.registry.becomeReaper();
     this.registry.onEnded = (pid) => {
       const r = this.registry.find(String(pid));
       this.fills.get(pid)?.stop();

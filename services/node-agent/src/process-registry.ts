@@ -1,8 +1,9 @@
 // The managed processes of this node: starts them (launcher, a pid from the node's reserved range),
 // adopts restored ones, tracks their exit, and answers ps/logs. Each record carries its ProcessMachine.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Logger } from '../../../common/src/index.ts';
+import * as pccl from '../../../native/pccl/pccl.ts';
 import { PhosError, type ProcessInfo } from '../../../proto/src/index.ts';
 import type { CompiledAgentOptions } from './agent-options.ts';
 import { launch, type Launched } from './launcher.ts';
@@ -22,6 +23,9 @@ export interface ProcessRecord {
 
 export interface StartRequest { argv: string[]; job?: string; cwd?: string; env?: Record<string, string>; preload?: boolean }
 
+/** How often orphans re-parented to the agent are looked for (see sweepOrphans). */
+const ORPHAN_SWEEP_MS = 2000;
+
 /** How many pids of the range a start tries when another fork takes the chosen one first. */
 const START_ATTEMPTS = 8;
 
@@ -34,9 +38,51 @@ export class ProcessRegistry {
   /** Told when a process ends (the agent releases its keeper memory). */
   onEnded: (pid: number) => void = () => {};
 
+  /** Whether the agent is the subreaper of what CRIU restores (see becomeReaper). */
+  private reaper = false;
+  private sweeper: NodeJS.Timeout | null = null;
+  /** Zombie children seen by the last sweep, not ours by spawn or restore. */
+  private orphansSeen = new Set<number>();
+
   constructor(private readonly o: CompiledAgentOptions, private readonly log: Logger) {
     this.cursor = o.pidMin;
     mkdirSync(o.logsDir, { recursive: true });
+  }
+
+  /**
+   * Makes the agent the child subreaper of the processes it manages: a restored process (CRIU's child,
+   * re-parented when criu exits) then becomes the agent's, so its exit status is known and its pid is
+   * freed at once, also where init does not reap (a container without one: there a dumped restored
+   * process stayed a zombie and its restore was refused, pid in use).
+   */
+  becomeReaper(): void {
+    try {
+      pccl.becomeSubreaper();
+      this.reaper = true;
+      this.sweeper = setInterval(() => this.sweepOrphans(), ORPHAN_SWEEP_MS);
+      this.sweeper.unref();
+    } catch (err) {
+      this.log.warn({ err }, 'cannot become the subreaper of restored processes; their exit status stays unknown');
+    }
+  }
+
+  /**
+   * As subreaper the agent also inherits orphans (a managed app's daemonized children) that init would
+   * have reaped. A zombie child that is not a restored process we watch is collected once two sweeps saw
+   * it: a child Node spawned itself is reaped by libuv within one turn of the loop, never seen twice.
+   */
+  private sweepOrphans(): void {
+    const now = new Set<number>();
+    for (const e of safeReaddir('/proc')) {
+      const pid = Number(e);
+      if (!Number.isInteger(pid) || this.pollers.has(pid)) continue;
+      const m = /\) (\S) (\d+) /.exec(safeStat(pid, ''));
+      if (!m || m[1] !== 'Z' || Number(m[2]) !== process.pid) continue;
+      if (!this.orphansSeen.has(pid)) { now.add(pid); continue; }
+      const r = pccl.reap(pid);
+      if (r) this.log.debug({ pid, ...r }, 'reaped an orphan re-parented to the agent');
+    }
+    this.orphansSeen = now;
   }
 
   isManaged(pid: number): boolean {
@@ -136,7 +182,11 @@ export class ProcessRegistry {
   /** Polls /proc for a process the agent did not fork (restored by CRIU). */
   watch(pid: number): void {
     const t = setInterval(() => {
-      if (!existsSync(`/proc/${pid}`) || /\) Z /.test(safeStat(pid))) { clearInterval(t); this.pollers.delete(pid); this.ended(pid, null); }
+      const done = (code: number | null) => { clearInterval(t); this.pollers.delete(pid); this.ended(pid, code); };
+      const r = this.reaper ? pccl.reap(pid) : null;
+      if (r) done(r.code ?? 128 + (r.signal ?? 0));
+      // Not our child (no subreaper, or the agent restarted): its status is unknown, only that it ended.
+      else if (!existsSync(`/proc/${pid}`) || /\) Z /.test(safeStat(pid))) done(null);
     }, 200);
     t.unref();
     this.pollers.set(pid, t);
@@ -190,6 +240,7 @@ export class ProcessRegistry {
   }
 
   stop(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
     for (const t of this.pollers.values()) clearInterval(t);
     for (const h of this.holds.values()) h.child.kill('SIGKILL');
     this.holds.clear();
@@ -226,10 +277,18 @@ function commOf(pid: number): string | null {
   }
 }
 
-function safeStat(pid: number): string {
+function safeStat(pid: number, gone = ') Z '): string {
   try {
     return readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
-    return ') Z ';
+    return gone;
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
   }
 }
