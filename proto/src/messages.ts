@@ -89,7 +89,10 @@ export const MESSAGE_SCHEMAS = {
   /** target agent -> coordinator: the app runs here now. */
   'restore-migrated-result': s.object({ v: s.uint(), pid: s.uint(), ms: s.number(), /** chunks the app waits for at the gate (post-copy) */ pending: s.optional(s.uint()) }),
   /** source agent -> coordinator (`postcopy-send`) and target agent (`postcopy-wait`): the post-copy's end. */
-  'postcopy-result': s.object({ v: s.uint(), chunks: s.uint(), bytes: s.uint(), ms: s.number() }),
+  /** `postcopy-send` (source) / `postcopy-wait` (target): what the post-copy moved; `demanded`: chunks the source sent ahead because the app waited for them. */
+  'postcopy-result': s.object({ v: s.uint(), chunks: s.uint(), bytes: s.uint(), ms: s.number(), demanded: s.optional(s.uint()) }),
+  /** target agent -> source agent (`mig.<id>.demand`), post-copy: chunks (allocation id, byte offset) the app waits for at the gate. */
+  'postcopy-demand': s.object({ v: s.uint(), id: s.string(), chunks: s.array(s.object({ alloc: s.uint(), offset: s.uint() })) }),
   /** coordinator -> agents (`agent.<node>.migration-end`): commit (target runs it) or abort (the source keeps or gets it back). */
   'migration-end': s.object({ v: s.uint(), id: s.string(), outcome: s.oneOf(['commit', 'abort'] as const) }),
   /** source agent -> coordinator (`mig.<id>.progress`): bytes of the pre-copy rounds so far. */

@@ -16,6 +16,8 @@ export const subjects = Object.freeze({
   migrationEvents: (id: string) => `${ROOT}.mig.${id}.events`,
   /** Pre-copy progress of one migration (published by the source agent, folded into the record by the coordinator). */
   migrationProgress: (id: string) => `${ROOT}.mig.${id}.progress`,
+  /** Post-copy: the chunks the app waits for on the target (published by the target agent, served first by the source). */
+  migrationDemand: (id: string) => `${ROOT}.mig.${id}.demand`,
 });
 
 /** JetStream KV buckets holding cluster state. */

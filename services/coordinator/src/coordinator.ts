@@ -206,7 +206,7 @@ export class Coordinator {
           this.ask<Message<'postcopy-result'>>(r.to, 'postcopy-wait', 'migration-ref', { v: PROTO_VERSION, id }, left()),
         ]);
         postcopying = false;
-        await rec.transition('succeeded', `pid ${res.pid} runs on ${r.to}; post-copy sent ${sent.bytes} B in ${sent.ms.toFixed(0)} ms`, { bytesSent: rec.state.bytesSent + sent.bytes, bytesRemaining: 0 });
+        await rec.transition('succeeded', `pid ${res.pid} runs on ${r.to}; post-copy sent ${sent.bytes} B in ${sent.ms.toFixed(0)} ms, ${sent.demanded ?? 0} chunks ahead on the app's demand`, { bytesSent: rec.state.bytesSent + sent.bytes, bytesRemaining: 0 });
       } else {
         await rec.transition('succeeded', `pid ${res.pid} runs on ${r.to}`, { downtimeMs });
       }

@@ -52,11 +52,11 @@ export class Agent {
       isManaged: (pid) => this.registry.isManaged(pid),
       onHello: () => {},
       onClosed: () => {},
-      onEvent: (pid, e) => this.fills.get(pid)?.onEvent(e),
+      onEvent: (pid, e) => { this.fills.get(pid)?.onEvent(e); this.incoming.onEvent(pid, e); },
     }, log.child({ component: 'libphos-link' }));
     const deps = { o, registry: this.registry, keeper: this.keeper, link: this.link, log };
     this.out = new MigrationsOut({ ...deps, busy: this.busy, mesh: () => this.mesh! }, log.child({ component: 'migrate-out' }));
-    this.incoming = new MigrationsIn({ ...deps, onFill: (pid, f) => this.fills.set(pid, f) }, o.dataAddr, log.child({ component: 'migrate-in' }));
+    this.incoming = new MigrationsIn({ ...deps, mesh: () => this.mesh!, onFill: (pid, f) => this.fills.set(pid, f) }, o.dataAddr, log.child({ component: 'migrate-in' }));
     this.control = new ControlServer(o.controlSocket, (req, send, signal) => this.handle(req, send, signal), log.child({ component: 'control' }));
   }
 

@@ -6,7 +6,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import { requestReply, serveRequests, type Logger } from '../../../common/src/index.ts';
 import { probeGpus } from './gpu-probe.ts';
-import { PROTO_VERSION, PhosError, buckets, encodeMessage, subjects, type Message, type MessageType } from '../../../proto/src/index.ts';
+import { PROTO_VERSION, PhosError, buckets, decodeMessage, encodeMessage, subjects, type Message, type MessageType } from '../../../proto/src/index.ts';
 
 export const HEARTBEAT_MS = 2000;
 
@@ -94,6 +94,20 @@ export class MeshMember {
 
   publish<T extends MessageType>(subject: string, type: T, body: Message<T>): void {
     this.nc.publish(subject, encodeMessage(type, body));
+  }
+
+  /** Calls `handler` with each valid message on `subject` (others are logged and dropped); returns the unsubscribe. */
+  subscribe<T extends MessageType>(subject: string, type: T, handler: (m: Message<T>) => void): () => void {
+    const sub = this.nc.subscribe(subject, {
+      callback: (_e, msg) => {
+        try {
+          handler(decodeMessage(type, msg.data));
+        } catch (err) {
+          this.log.warn({ subject, err }, 'dropped a message that does not decode');
+        }
+      },
+    });
+    return () => { if (!sub.isClosed()) sub.unsubscribe(); };
   }
 
   /** Resolves once the server has our subscriptions (so a request right after join() finds them). */

@@ -7,12 +7,13 @@ import { networkInterfaces } from 'node:os';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import type { Logger } from '../../../common/src/index.ts';
 import * as pccl from '../../../native/pccl/pccl.ts';
-import { PROTO_VERSION, PhosError, type GpuMapEntry, type Message } from '../../../proto/src/index.ts';
+import { PROTO_VERSION, PhosError, subjects, type Frame, type GpuMapEntry, type Message } from '../../../proto/src/index.ts';
 import type { Reporter } from './checkpoint.ts';
 import type { FillChunk } from './fill.ts';
 import type { KeptAllocation } from './keeper.ts';
 import type { LibphosLink } from './libphos-link.ts';
 import { restoreImage, type RestoreDeps } from './restore.ts';
+import type { MeshMember } from './mesh.ts';
 
 interface IncomingFile { alloc: number; path: string; fd: number; map: number }
 
@@ -42,6 +43,9 @@ interface Incoming {
  */
 class PostCopyFill {
   private readonly left = new Map<string, { gate: number; hash: string; length: number }>();
+  /** gate index -> "alloc:offset" of the chunks still to come, and those already asked for. */
+  private readonly byGate = new Map<number, string>();
+  private readonly asked = new Set<string>();
   private queue: number[] = [];
   private flushing: Promise<void> | null = null;
   private finish: (err?: Error) => void = () => {};
@@ -50,7 +54,7 @@ class PostCopyFill {
   private readonly t0 = performance.now();
 
   constructor(private readonly pid: number, chunks: FillChunk[], private readonly link: LibphosLink, private readonly log: Logger) {
-    for (const c of chunks) this.left.set(`${c.alloc}:${c.offset}`, c);
+    for (const c of chunks) { this.left.set(`${c.alloc}:${c.offset}`, c); this.byGate.set(c.gate, `${c.alloc}:${c.offset}`); }
     this.total = { chunks: chunks.length, bytes: chunks.reduce((s, c) => s + c.length, 0) };
     this.done = new Promise<void>((res, rej) => { this.finish = (err) => (err ? rej(err) : res()); });
     this.done.catch(() => undefined);
@@ -58,6 +62,19 @@ class PostCopyFill {
   }
 
   get ms(): number { return performance.now() - this.t0; }
+
+  /** The chunks of a gate-wait (gate indices) still to come and not asked for yet, to ask the source for. */
+  wanted(gates: number[]): { alloc: number; offset: number }[] {
+    const out = [];
+    for (const g of gates) {
+      const k = this.byGate.get(g);
+      if (k === undefined || !this.left.has(k) || this.asked.has(k)) continue;
+      this.asked.add(k);
+      const [alloc, offset] = k.split(':').map(Number) as [number, number];
+      out.push({ alloc, offset });
+    }
+    return out;
+  }
 
   arrived(alloc: number, offset: number, hash: string): void {
     const k = `${alloc}:${offset}`;
@@ -103,7 +120,20 @@ export function advertisedAddr(configured: string | null): string {
 export class MigrationsIn {
   private readonly active = new Map<string, Incoming>();
 
-  constructor(private readonly d: RestoreDeps, private readonly dataAddr: string | null, private readonly log: Logger) {}
+  constructor(private readonly d: RestoreDeps & { mesh: () => MeshMember }, private readonly dataAddr: string | null, private readonly log: Logger) {}
+
+  /**
+   * libphos's events of a process restored here: during its post-copy, the chunks it waits for at the
+   * gate are asked of the source, which sends them ahead of the rest.
+   */
+  onEvent(pid: number, e: Frame<'event'>): void {
+    if (e.kind !== 'gate-wait' || !e.chunks) return;
+    for (const m of this.active.values()) {
+      if (m.pid !== pid || !m.post) continue;
+      const chunks = m.post.wanted(e.chunks);
+      if (chunks.length) this.d.mesh().publish(subjects.migrationDemand(m.id), 'postcopy-demand', { v: PROTO_VERSION, id: m.id, chunks });
+    }
+  }
 
   private get(id: string): Incoming {
     const m = this.active.get(id);

@@ -27,6 +27,8 @@ const DATA_SHARE = 0.5;
 const SEND_BATCH = 32;
 /** CRIU files go out in pieces of this size (spread over the streams; a send item holds at most 1 GiB). */
 const FILE_PIECE = 64 << 20;
+/** Post-copy sends at most this many chunks at once: a chunk the app asks for waits behind one batch. */
+const POSTCOPY_BATCH = 4;
 /** Under a bandwidth cap a batch carries about this long of data, so progress and cancel stay prompt. */
 const BATCH_SECONDS = 0.5;
 
@@ -56,6 +58,9 @@ interface Outgoing {
   /** Post-copy: slab chunks left for after the target runs the app, and their hashes at the freeze. */
   postcopy: ChunkRef[];
   frozenHash: Map<string, string>;
+  /** Post-copy chunks ("alloc:offset") the app waits for on the target, in the order asked; sent first. */
+  demand: string[];
+  stopDemand?: () => void;
 }
 
 const noReport: Reporter = { phase: () => {}, step: () => {} };
@@ -170,7 +175,7 @@ export class MigrationsOut {
     try {
       const sender = await pccl.transportConnect({ host: req.host, port: req.port, streams: req.streams, bandwidthBytesPerSec: req.bandwidthBytesPerSec });
       m = { id: req.id, pid: req.pid, to: req.to, sender, shipped: new Map(), announced: new Set(), abort: new AbortController(), phase: 'pre-copy', dir: join(this.d.o.stateDir, 'migrations', req.id), bytesSent: 0, rate: 0,
-        mode: req.mode, postcopy: [], frozenHash: new Map(),
+        mode: req.mode, postcopy: [], frozenHash: new Map(), demand: [],
         batch: req.bandwidthBytesPerSec ? Math.max(1, Math.min(SEND_BATCH, Math.floor((req.bandwidthBytesPerSec * BATCH_SECONDS) / this.d.o.chunkSize))) : SEND_BATCH };
       this.active.set(req.id, m);
       return await this.rounds(m, req, log);
@@ -285,9 +290,29 @@ export class MigrationsOut {
     const m = this.get(id);
     if (m.phase !== 'dumped') throw new PhosError('ILLEGAL_STATE', `migration ${id} is in ${m.phase}; post-copy follows the cutover`);
     const t0 = performance.now();
-    const bytes = await this.send(m, m.postcopy, () => {});
-    this.log.info({ migrationId: id, pid: m.pid, chunks: m.postcopy.length, bytes, ms: Math.round(performance.now() - t0) }, 'post-copy sent');
-    return { v: PROTO_VERSION, chunks: m.postcopy.length, bytes, ms: performance.now() - t0 };
+    const left = new Map(m.postcopy.map((c) => [`${c.alloc.id}:${c.offset}`, c]));
+    let bytes = 0;
+    let demanded = 0;
+    try {
+      while (left.size) {
+        // What the app waits for first (asked since the last batch), then the rest in order.
+        const batch: ChunkRef[] = [];
+        for (const k of m.demand.splice(0)) {
+          const c = left.get(k);
+          if (c && left.delete(k)) { batch.push(c); demanded++; }
+        }
+        for (const [k, c] of left) {
+          if (batch.length >= POSTCOPY_BATCH) break;
+          left.delete(k);
+          batch.push(c);
+        }
+        bytes += await this.send(m, batch, () => {});
+      }
+    } finally {
+      m.stopDemand?.();
+    }
+    this.log.info({ migrationId: id, pid: m.pid, chunks: m.postcopy.length, demanded, bytes, ms: Math.round(performance.now() - t0) }, 'post-copy sent');
+    return { v: PROTO_VERSION, chunks: m.postcopy.length, bytes, ms: performance.now() - t0, demanded };
   }
 
   /** The GPU step of the cutover dump: the last dirty chunks, then the CPU image; returns the manifest's chunks. */
@@ -309,6 +334,8 @@ export class MigrationsOut {
       sent.bytes = m.bytesSent - before;
       m.postcopy = post;
       m.frozenHash = await this.hashOf(post);
+      // Listen before the target can run the app: its first waits at the gate come right after the restore.
+      if (post.length) m.stopDemand = this.d.mesh().subscribe(subjects.migrationDemand(m.id), 'postcopy-demand', (d) => m.demand.push(...d.chunks.map((c) => `${c.alloc}:${c.offset}`)));
       const files = this.filesOf(img, logPath);
       const wanted = (await this.d.mesh().request(m.to, 'migrate-files', 'migrate-files', {
         v: PROTO_VERSION, id: m.id, files: files.map(({ name, size, alloc }) => ({ name, size, alloc })),
@@ -353,6 +380,7 @@ export class MigrationsOut {
     const m = this.active.get(id);
     if (!m) return { outcome: 'unknown', pid: null };
     m.abort.abort();
+    m.stopDemand?.();
     const log = this.log.child({ migrationId: id, pid: m.pid });
     let pid: number | null = null;
     try {
