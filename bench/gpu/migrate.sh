@@ -84,7 +84,8 @@ teardown() {
   ip netns del $NSA 2>/dev/null; ip netns del $NSB 2>/dev/null
 }
 
-counter_args() { echo --mib $(($1 * UNIT_MIB)) --buffers $(($1 < 4 ? $1 * 2 : 8)) --steps 0 --step-ms 20; }
+# PHOS_BENCH_COUNTER_ARGS adds counter options (e.g. --hot-kib 262144: a 256 MiB host model, a bigger CPU image).
+counter_args() { echo --mib $(($1 * UNIT_MIB)) --buffers $(($1 < 4 ? $1 * 2 : 8)) --steps 0 --step-ms 20 ${PHOS_BENCH_COUNTER_ARGS:-}; }
 # A row's workload: `counter` with $2 units of GPU memory (runs until killed), or `train`, the PyTorch
 # training loop (AdamW) of test/gpu/torch, which ends with a checksum over its parameters.
 TRAIN="$ROOT/test/gpu/torch/train_loop.py"
@@ -135,6 +136,8 @@ phos_cycle() {
   wait_after "$app" "$applog"
   read -r gap first bad < <(gaps "$applog" "$t0" "$ref")
   kill -9 "$pid" 2>/dev/null
+  # A run that went wrong keeps its evidence: the app's log and both agents' logs so far.
+  [ "$bad" = 1 ] && { cp "$applog" "$OUT/bad-$app-$pid.log"; cp "$STATE/a/agent.log" "$OUT/bad-$app-$pid-agent-a.log"; cp "$STATE/b/agent.log" "$OUT/bad-$app-$pid-agent-b.log"; }
   [ "$rc" = 0 ] || { log "phos migrate exited $rc"; tail -5 "$STATE/migrate.err" >&2; }
   echo "$out" | tail -1 | python3 -c '
 import json, sys

@@ -17,7 +17,11 @@ export const MIGRATION_MODES = Object.freeze(['auto', 'precopy', 'postcopy'] as 
 /** A device allocation of a migrating process (libphos's id, VA, bytes; `app`: the app's own VMM handle). */
 const migAlloc = s.object({ id: s.uint(), va: s.uint(), size: s.uint(), kind: s.oneOf(['slab', 'app'] as const), /** the app's device ordinal (absent = 0) */ device: s.optional(s.uint()) });
 /** A file shipped at cutover: path relative to the image (`criu/…`) or absolute (the app's log), size, transport alloc id. */
-const migFile = s.object({ name: s.string(), size: s.uint(), alloc: s.uint() });
+/**
+ * A file of a migration's CPU image. `growing`: CRIU is still writing it and `size` is an upper bound
+ * (the target maps a sparse file that large); the same name offered again without it gives the final size.
+ */
+const migFile = s.object({ name: s.string(), size: s.uint(), alloc: s.uint(), growing: s.optional(s.bool()) });
 
 const gpu = s.object({ index: s.uint(), uuid: s.string(), model: s.string(), memBytes: s.uint(), freeBytes: s.uint() });
 

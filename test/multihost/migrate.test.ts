@@ -92,6 +92,21 @@ describe.skipIf(hostsUnavailable() !== null)('phos migrate between two hosts (cu
     await finishes(p.logPath, expected);
   }, 240_000);
 
+  it('chunks the last pre-copy round found changed but did not send go in the cutover; bit-exact', async () => {
+    // A hot buffer of 8 chunks rewritten every 1.5 s; the cap stretches round 1 over several steps, so
+    // chunks it read early are changed when round 2 begins, and the loose downtime budget ends pre-copy
+    // right there (converged) without sending them. The freeze follows before the next step: its list of
+    // writes since round 2 began is empty. Before the fix the target ran on with those chunks stale.
+    const args = ['--mib', '1', '--hot-kib', '16384', '--steps', '14', '--step-ms', '1500'];
+    const p = await run(a, 'counter', args);
+    await waitForLog(p.logPath, (l) => l.steps.length >= 2);
+    const r = await migrate(p.pid, ['--mode', 'precopy', '--bandwidth', '4MiB/s', '--max-downtime', '60s']);
+    expect(states(r.stdout).at(-1)?.phase, `${r.stderr}\n${diag()}`).toBe('succeeded');
+    const cut = a.log().split('\n').filter((l) => l.includes('"msg":"cutover: final round"')).map((l) => JSON.parse(l) as { pid: number; leftDirty: number; sent: number }).find((x) => x.pid === p.pid);
+    expect(cut?.leftDirty, diag()).toBeGreaterThan(0); // the case this test is for did happen
+    await finishes(p.logPath, referenceChecksum('counter', args));
+  }, 240_000);
+
   it('post-copy sends the chunks the app waits for at the target\'s gate ahead of the rest; bit-exact', async () => {
     // A 32 MiB hot buffer (16 chunks) written every step: all of it is left for the post-copy, which the
     // cap slows to about 0.5 s per batch of 4, while the app's first step on the target waits for it all.
@@ -106,6 +121,9 @@ describe.skipIf(hostsUnavailable() !== null)('phos migrate between two hosts (cu
     // The target asked (gate-wait -> NATS) and the source sent those chunks out of order.
     expect(sent!.demanded, diag()).toBeGreaterThan(0);
     expect(b.log()).toMatch(/post-copy complete: every chunk arrived/);
+    // The app's 32 MiB host model of its hot buffer is in the CPU image: its pages went out while CRIU wrote them.
+    const pages = a.log().split('\n').filter((l) => l.includes('"msg":"criu pages streamed during the dump"')).map((l) => JSON.parse(l) as { pid: number; bytes: number; duringDump: number }).find((x) => x.pid === p.pid);
+    expect(pages?.bytes, diag()).toBeGreaterThan(32 << 20);
     await finishes(p.logPath, referenceChecksum('counter', args));
   }, 240_000);
 

@@ -38,6 +38,8 @@ export interface CheckpointRequest {
   ship?: (allocs: KeptAllocation[], img: ImageDir) => Promise<Manifest['chunks']>;
   /** Keeper path: libphos's freeze reply (its `changed` chunks: written since the agent's last hash round). */
   onFrozen?: (rep: Record<string, unknown>) => void;
+  /** Keeper path: CRIU starts dumping into `criuDir` now (the app is frozen and driver-checkpointed). */
+  onCriuStart?: (criuDir: string) => void;
 }
 
 export interface Reporter {
@@ -237,6 +239,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
     run: async () => {
       report.phase('criu-dump');
       moveTo(p.rec, 'dumping', 'criu dump');
+      req.onCriuStart?.(p.img.criuDir);
       const r = await criuDump({ pid, dir: p.img.criuDir, leaveRunning: pre, leaveStopped: !pre, bin: d.o.criu ?? undefined });
       c.criuMs = r.ms;
       c.stopped = !pre;

@@ -15,7 +15,8 @@ import type { LibphosLink } from './libphos-link.ts';
 import { restoreImage, type RestoreDeps } from './restore.ts';
 import type { MeshMember } from './mesh.ts';
 
-interface IncomingFile { alloc: number; path: string; fd: number; map: number }
+/** A received file, mapped as the transport's destination; `size`: its final size (null while it grows). */
+interface IncomingFile { alloc: number; path: string; fd: number; map: number; size: number | null }
 
 interface Incoming {
   id: string;
@@ -194,13 +195,16 @@ export class MigrationsIn {
     const wanted: number[] = [];
     for (const f of req.files) {
       const path = this.filePath(m, f.name);
+      // A growing file's final size: its bytes came already; it is cut to size when the files close.
+      const grown = m.files.find((x) => x.path === path && x.size === null);
+      if (grown && !f.growing) { grown.size = f.size; continue; }
       if (isAbsolute(f.name) && existsSync(path) && statSync(path).size === f.size) continue;
       mkdirSync(dirname(path), { recursive: true });
       const fd = openSync(path, 'w+');
       ftruncateSync(fd, f.size);
       if (f.size === 0) { closeSync(fd); continue; }
       const map = pccl.mapFd(fd, f.size, true);
-      m.files.push({ alloc: f.alloc, path, fd, map });
+      m.files.push({ alloc: f.alloc, path, fd, map, size: f.growing ? null : f.size });
       pccl.transportRegisterDest(m.receiver, f.alloc, { dst: map });
       wanted.push(f.alloc);
     }
@@ -210,6 +214,7 @@ export class MigrationsIn {
   private closeFiles(m: Incoming): void {
     for (const f of m.files) {
       try { pccl.unmap(f.map); } catch { /* already */ }
+      try { if (f.size !== null) ftruncateSync(f.fd, f.size); } catch { /* restore reports a short file */ }
       try { closeSync(f.fd); } catch { /* already */ }
     }
     m.files = [];

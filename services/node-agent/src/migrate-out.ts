@@ -15,6 +15,7 @@ import type { ImageDir } from './image.ts';
 import type { KeptAllocation } from './keeper.ts';
 import { LIBPHOS_CHUNK, changedChunks } from './libphos-link.ts';
 import type { MeshMember } from './mesh.ts';
+import { PageStreamer, treeMemoryBytes, type OfferedFile } from './page-stream.ts';
 import { restoreImage } from './restore.ts';
 
 /** Transport alloc ids from here up carry files, below it device allocations (libphos ids are small). */
@@ -27,6 +28,8 @@ const DATA_SHARE = 0.5;
 const SEND_BATCH = 32;
 /** CRIU files go out in pieces of this size (spread over the streams; a send item holds at most 1 GiB). */
 const FILE_PIECE = 64 << 20;
+/** Alloc ids of CRIU pages files streamed during the dump start here (above filesOf's). */
+const STREAM_ALLOC_BASE = FILE_ALLOC_BASE + 0x1000000;
 /** Post-copy sends at most this many chunks at once: a chunk the app asks for waits behind one batch. */
 const POSTCOPY_BATCH = 4;
 /** Under a bandwidth cap a batch carries about this long of data, so progress and cancel stay prompt. */
@@ -53,6 +56,12 @@ interface Outgoing {
   vaBase?: number | null;
   /** Chunk indices (libphos's, over its VA region) written since the last round began; null: unknown. */
   atFreeze?: Set<number> | null;
+  /**
+   * Chunks ("alloc:index") the last round found changed but did not send (it ended there: converged,
+   * stalled, or post-copy). They were written before that round began, so the freeze reply does not
+   * name them: the cutover must re-hash them anyway.
+   */
+  leftDirty: Set<string>;
   mode: Message<'precopy-request'>['mode'];
   converged?: boolean;
   /** Post-copy: slab chunks left for after the target runs the app, and their hashes at the freeze. */
@@ -61,6 +70,8 @@ interface Outgoing {
   /** Post-copy chunks ("alloc:offset") the app waits for on the target, in the order asked; sent first. */
   demand: string[];
   stopDemand?: () => void;
+  /** The cutover's CRIU pages, on their way while CRIU writes them. */
+  pages?: PageStreamer | null;
 }
 
 const noReport: Reporter = { phase: () => {}, step: () => {} };
@@ -175,7 +186,7 @@ export class MigrationsOut {
     try {
       const sender = await pccl.transportConnect({ host: req.host, port: req.port, streams: req.streams, bandwidthBytesPerSec: req.bandwidthBytesPerSec });
       m = { id: req.id, pid: req.pid, to: req.to, sender, shipped: new Map(), announced: new Set(), abort: new AbortController(), phase: 'pre-copy', dir: join(this.d.o.stateDir, 'migrations', req.id), bytesSent: 0, rate: 0,
-        mode: req.mode, postcopy: [], frozenHash: new Map(), demand: [],
+        mode: req.mode, postcopy: [], frozenHash: new Map(), demand: [], leftDirty: new Set(),
         batch: req.bandwidthBytesPerSec ? Math.max(1, Math.min(SEND_BATCH, Math.floor((req.bandwidthBytesPerSec * BATCH_SECONDS) / this.d.o.chunkSize))) : SEND_BATCH };
       this.active.set(req.id, m);
       return await this.rounds(m, req, log);
@@ -196,6 +207,7 @@ export class MigrationsOut {
       const allocs = this.d.keeper.allocations(m.pid);
       await this.announce(m, allocs);
       const chunks = await this.dirty(m, this.chunksOf(allocs));
+      m.leftDirty = new Set(chunks.map((c) => key(c.alloc.id, c.index))); // until this round sends them
       const scanAt = performance.now();
       dirtyBytes = chunks.reduce((s, c) => s + c.length, 0);
       const dirtyRate = round === 1 ? 0 : dirtyBytes / Math.max((scanAt - lastScan) / 1000, 1e-3);
@@ -213,6 +225,7 @@ export class MigrationsOut {
       log.info({ round, chunks: chunks.length, bytes: dirtyBytes, dirtyBytesPerSec: Math.round(dirtyRate) }, 'pre-copy round');
       this.progress(m, round, dirtyBytes, dirtyRate);
       await this.send(m, chunks, (sent) => this.progress(m, round, dirtyBytes - sent, dirtyRate));
+      m.leftDirty.clear();
     }
     this.progress(m, round, dirtyBytes, 0);
     m.converged = converged;
@@ -221,6 +234,25 @@ export class MigrationsOut {
   }
 
   /** Files the target needs to restore: every CRIU file, and the app's log (it keeps appending to it). */
+  /** Offers files to the target; resolves with the allocs it wants (one it holds already is skipped). */
+  private async offerFiles(m: Outgoing, files: OfferedFile[]): Promise<number[]> {
+    const r = (await this.d.mesh().request(m.to, 'migrate-files', 'migrate-files', {
+      v: PROTO_VERSION, id: m.id, files: files.map(({ name, size, alloc, growing }) => ({ name, size, alloc, ...(growing ? { growing } : {}) })),
+    }, 30_000)) as Message<'files-wanted'>;
+    return r.allocs;
+  }
+
+  /** CRIU starts the cutover dump: its pages files go to the target while it writes them (page-stream.ts). */
+  private streamPages(m: Outgoing, dir: string): void {
+    if (process.env.PHOS_MIGRATE_STREAM_PAGES === '0') return; // A/B measurements: ship them after the dump
+    const cap = treeMemoryBytes(m.pid) + (64 << 20);
+    m.pages = new PageStreamer(dir, cap, STREAM_ALLOC_BASE, {
+      offer: (files) => this.offerFiles(m, files),
+      send: async (items) => { await pccl.transportSend(m.sender.id, items); m.bytesSent += items.reduce((s, i) => s + i.length, 0); },
+    }, this.log.child({ migrationId: m.id, pid: m.pid }));
+    m.pages.start();
+  }
+
   private filesOf(img: ImageDir, logPath: string): { name: string; path: string; size: number; alloc: number }[] {
     const out = readdirSync(img.criuDir).map((f) => ({ name: `criu/${f}`, path: join(img.criuDir, f) }));
     if (existsSync(logPath)) out.push({ name: logPath, path: logPath });
@@ -257,8 +289,8 @@ export class MigrationsOut {
   }
 
   /**
-   * Chunks whose target copy may be stale at the freeze: never shipped, or written since the last round
-   * began (libphos's freeze reply), or in the app's own VMM mappings. Only these are re-hashed in the
+   * Chunks whose target copy may be stale at the freeze: never shipped, found changed by the last round
+   * but not sent, or written since the last round began (libphos's freeze reply), or in the app's own VMM mappings. Only these are re-hashed in the
    * downtime; without that reply (older libphos, another chunk size) every shipped chunk is re-hashed.
    */
   private suspects(m: Outgoing, all: ChunkRef[]): ChunkRef[] {
@@ -266,7 +298,8 @@ export class MigrationsOut {
     if (!m.marked || !changed || m.vaBase == null || this.d.o.chunkSize !== LIBPHOS_CHUNK) return all;
     const base = m.vaBase;
     // libphos numbers chunks of its own slabs; the app's own VMM mappings lie outside that region.
-    return all.filter((c) => c.alloc.kind !== 'slab' || !m.shipped.has(key(c.alloc.id, c.index)) || changed.has(Math.floor((c.alloc.va - base) / LIBPHOS_CHUNK) + c.index));
+    return all.filter((c) => c.alloc.kind !== 'slab' || !m.shipped.has(key(c.alloc.id, c.index)) || m.leftDirty.has(key(c.alloc.id, c.index))
+      || changed.has(Math.floor((c.alloc.va - base) / LIBPHOS_CHUNK) + c.index));
   }
 
   /** Hashes of chunks as the kept memory holds them now (the app is frozen). */
@@ -329,18 +362,17 @@ export class MigrationsOut {
       const post = gated && (m.mode === 'postcopy' || (m.mode === 'auto' && m.converged === false)) ? final.filter((c) => c.alloc.kind === 'slab') : [];
       const later = new Set(post);
       const now = final.filter((c) => !later.has(c));
-      this.log.info({ migrationId: m.id, pid: m.pid, chunks: all.length, rehashed: suspects.length, sent: now.length, postcopy: post.length }, 'cutover: final round');
+      this.log.info({ migrationId: m.id, pid: m.pid, chunks: all.length, leftDirty: m.leftDirty.size, rehashed: suspects.length, sent: now.length, postcopy: post.length }, 'cutover: final round');
       await this.send(m, now, () => {});
       sent.bytes = m.bytesSent - before;
       m.postcopy = post;
       m.frozenHash = await this.hashOf(post);
       // Listen before the target can run the app: its first waits at the gate come right after the restore.
       if (post.length) m.stopDemand = this.d.mesh().subscribe(subjects.migrationDemand(m.id), 'postcopy-demand', (d) => m.demand.push(...d.chunks.map((c) => `${c.alloc}:${c.offset}`)));
-      const files = this.filesOf(img, logPath);
-      const wanted = (await this.d.mesh().request(m.to, 'migrate-files', 'migrate-files', {
-        v: PROTO_VERSION, id: m.id, files: files.map(({ name, size, alloc }) => ({ name, size, alloc })),
-      }, 30_000)) as Message<'files-wanted'>;
-      await this.sendFiles(m, files.filter((f) => wanted.allocs.includes(f.alloc)));
+      const streamed = (await m.pages?.finish()) ?? new Set<string>();
+      const files = this.filesOf(img, logPath).filter((f) => !streamed.has(f.name));
+      const wanted = await this.offerFiles(m, files);
+      await this.sendFiles(m, files.filter((f) => wanted.includes(f.alloc)));
       return all.map((c) => { const k = key(c.alloc.id, c.index); return { alloc: c.alloc.id, index: c.index, hash: m.frozenHash.get(k) ?? m.shipped.get(k)!, file: '' }; });
     };
   }
@@ -360,8 +392,10 @@ export class MigrationsOut {
       r = await checkpointProcess(this.d, {
         pid: m.pid, dir: join(m.dir, 'image'), kind: 'dump', ship: this.ship(m, rec.logPath, sent),
         onFrozen: (rep) => { m.atFreeze = changedChunks(rep); },
+        onCriuStart: (dir) => this.streamPages(m, dir),
       }, noReport);
     } catch (err) {
+      await m.pages?.abort();
       m.phase = 'pre-copy';
       this.d.busy.add(m.pid);
       throw err;
