@@ -72,6 +72,8 @@ interface Outgoing {
   stopDemand?: () => void;
   /** The cutover's CRIU pages, on their way while CRIU writes them. */
   pages?: PageStreamer | null;
+  /** The cutover's final GPU round, begun when CRIU starts (see finalRound). */
+  final?: Promise<{ all: ChunkRef[]; bytes: number }>;
 }
 
 const noReport: Reporter = { phase: () => {}, step: () => {} };
@@ -244,7 +246,6 @@ export class MigrationsOut {
 
   /** CRIU starts the cutover dump: its pages files go to the target while it writes them (page-stream.ts). */
   private streamPages(m: Outgoing, dir: string): void {
-    if (process.env.PHOS_MIGRATE_STREAM_PAGES === '0') return; // A/B measurements: ship them after the dump
     const cap = treeMemoryBytes(m.pid) + (64 << 20);
     m.pages = new PageStreamer(dir, cap, STREAM_ALLOC_BASE, {
       offer: (files) => this.offerFiles(m, files),
@@ -349,26 +350,37 @@ export class MigrationsOut {
   }
 
   /** The GPU step of the cutover dump: the last dirty chunks, then the CPU image; returns the manifest's chunks. */
+  /**
+   * The GPU side of the cutover, on the frozen app's kept memory: chunks that may have changed since
+   * they were shipped are re-hashed, and the changed ones sent now, or left for the post-copy. It starts
+   * when CRIU starts (the driver checkpoint is done; the kept memory no longer changes), so it overlaps
+   * the CRIU dump. Resolves with every chunk and the bytes it sent.
+   */
+  private async finalRound(m: Outgoing, allocs: KeptAllocation[]): Promise<{ all: ChunkRef[]; bytes: number }> {
+    await this.announce(m, allocs);
+    const all = this.chunksOf(allocs);
+    const suspects = this.suspects(m, all);
+    const final = await this.dirty(m, suspects);
+    // Post-copy (asked for, or auto when the rounds stopped converging): slab chunks go after the target
+    // runs the app, behind libphos's gate there; the app's own VMM mappings cannot be gated, so go now.
+    const gated = this.d.o.chunkSize === LIBPHOS_CHUNK; // the gate works in libphos's chunks
+    const post = gated && (m.mode === 'postcopy' || (m.mode === 'auto' && m.converged === false)) ? final.filter((c) => c.alloc.kind === 'slab') : [];
+    const later = new Set(post);
+    const now = final.filter((c) => !later.has(c));
+    this.log.info({ migrationId: m.id, pid: m.pid, chunks: all.length, leftDirty: m.leftDirty.size, rehashed: suspects.length, sent: now.length, postcopy: post.length }, 'cutover: final round');
+    const bytes = await this.send(m, now, () => {});
+    m.postcopy = post;
+    m.frozenHash = await this.hashOf(post);
+    // Listen before the target can run the app: its first waits at the gate come right after the restore.
+    if (post.length) m.stopDemand = this.d.mesh().subscribe(subjects.migrationDemand(m.id), 'postcopy-demand', (d) => m.demand.push(...d.chunks.map((c) => `${c.alloc}:${c.offset}`)));
+    return { all, bytes };
+  }
+
+  /** The ship step of the cutover dump: the final GPU round (begun with CRIU), then the CPU image; returns the manifest's chunks. */
   private ship(m: Outgoing, logPath: string, sent: { bytes: number }) {
     return async (allocs: KeptAllocation[], img: ImageDir): Promise<Manifest['chunks']> => {
-      await this.announce(m, allocs);
-      const all = this.chunksOf(allocs);
-      const before = m.bytesSent;
-      const suspects = this.suspects(m, all);
-      const final = await this.dirty(m, suspects);
-      // Post-copy (asked for, or auto when the rounds stopped converging): slab chunks go after the target
-      // runs the app, behind libphos's gate there; the app's own VMM mappings cannot be gated, so go now.
-      const gated = this.d.o.chunkSize === LIBPHOS_CHUNK; // the gate works in libphos's chunks
-      const post = gated && (m.mode === 'postcopy' || (m.mode === 'auto' && m.converged === false)) ? final.filter((c) => c.alloc.kind === 'slab') : [];
-      const later = new Set(post);
-      const now = final.filter((c) => !later.has(c));
-      this.log.info({ migrationId: m.id, pid: m.pid, chunks: all.length, leftDirty: m.leftDirty.size, rehashed: suspects.length, sent: now.length, postcopy: post.length }, 'cutover: final round');
-      await this.send(m, now, () => {});
-      sent.bytes = m.bytesSent - before;
-      m.postcopy = post;
-      m.frozenHash = await this.hashOf(post);
-      // Listen before the target can run the app: its first waits at the gate come right after the restore.
-      if (post.length) m.stopDemand = this.d.mesh().subscribe(subjects.migrationDemand(m.id), 'postcopy-demand', (d) => m.demand.push(...d.chunks.map((c) => `${c.alloc}:${c.offset}`)));
+      const { all, bytes } = await (m.final ?? this.finalRound(m, allocs));
+      sent.bytes = bytes;
       const streamed = (await m.pages?.finish()) ?? new Set<string>();
       const files = this.filesOf(img, logPath).filter((f) => !streamed.has(f.name));
       const wanted = await this.offerFiles(m, files);
@@ -392,9 +404,15 @@ export class MigrationsOut {
       r = await checkpointProcess(this.d, {
         pid: m.pid, dir: join(m.dir, 'image'), kind: 'dump', ship: this.ship(m, rec.logPath, sent),
         onFrozen: (rep) => { m.atFreeze = changedChunks(rep); },
-        onCriuStart: (dir) => this.streamPages(m, dir),
+        onCriuStart: (dir) => {
+          if (process.env.PHOS_MIGRATE_OVERLAP === '0') return; // A/B measurements: all of it after the dump
+          this.streamPages(m, dir);
+          m.final = this.finalRound(m, this.d.keeper.allocations(m.pid));
+          m.final.catch(() => undefined); // ship() awaits it and reports its failure
+        },
       }, noReport);
     } catch (err) {
+      await m.final?.catch(() => undefined); // nothing of this cutover is still sending when the app thaws
       await m.pages?.abort();
       m.phase = 'pre-copy';
       this.d.busy.add(m.pid);
