@@ -125,7 +125,7 @@ describe('pid clash', () => {
     // The agent holds the pid with a placeholder: a fork aimed at it gets another pid.
     const cmd = () => { try { return readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').split('\0')[0]; } catch { return null; } };
     for (const end = Date.now() + 3000; cmd() !== 'phos-pid-hold' && Date.now() < end;) await new Promise((res) => setTimeout(res, 20));
-    expect(cmd()).toBe('phos-pid-hold');
+    expect(cmd(), agent.agentLog().slice(-3000)).toBe('phos-pid-hold');
     const probe = forkAt(p.pid);
     expect(probe.pid).not.toBe(p.pid);
     await kill(probe);

@@ -39,6 +39,11 @@ export function pickGpus(r: Message<'migrate-request'>, proc: ProcessRecord, src
   return r.gpus;
 }
 
+/** A promise's outcome, never a rejection (Promise.allSettled for one). */
+function settle<T>(p: Promise<T>): Promise<PromiseSettledResult<T>> {
+  return p.then((value) => ({ status: 'fulfilled', value }) as const, (reason: unknown) => ({ status: 'rejected', reason }) as const);
+}
+
 export class Coordinator {
   private readonly records = new Map<string, MigrationRecord>();
 
@@ -135,12 +140,10 @@ export class Coordinator {
   private async end(rec: MigrationRecord, outcome: 'commit' | 'abort'): Promise<PhosError | null> {
     const { id, from, to } = rec.state;
     const body = { v: PROTO_VERSION, id, outcome } as const;
-    const toSource = () => this.ask(from, 'migration-end', 'migration-end', body, this.opts.restoreTimeoutMs);
-    const toTarget = () => this.ask(to, 'migration-end', 'migration-end', body, this.opts.agentTimeoutMs);
+    const toSource = () => settle(this.ask(from, 'migration-end', 'migration-end', body, this.opts.restoreTimeoutMs));
+    const toTarget = () => settle(this.ask(to, 'migration-end', 'migration-end', body, this.opts.agentTimeoutMs));
     // An abort ends the target's copy (a post-copy's running app) before the source takes the app back.
-    const [dst, src] = outcome === 'abort'
-      ? [await Promise.allSettled([toTarget()]).then((r) => r[0]), await Promise.allSettled([toSource()]).then((r) => r[0])]
-      : await Promise.allSettled([toTarget(), toSource()]);
+    const [dst, src] = outcome === 'abort' ? [await toTarget(), await toSource()] : await Promise.all([toTarget(), toSource()]);
     if (dst.status === 'rejected') this.log.warn({ migrationId: id, err: dst.reason as unknown }, `target ${to} did not take the ${outcome}`);
     if (src.status === 'rejected') {
       this.log.error({ migrationId: id, err: src.reason as unknown }, `source ${from} did not take the ${outcome}`);

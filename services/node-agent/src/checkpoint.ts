@@ -3,7 +3,7 @@
 // `safe` path: driver lock (+ gpu/ chunks from the keeper's references while locked), driver checkpoint,
 // CRIU dump (GPU state in the CRIU image), driver restore + unlock. Until the app is released, any
 // failure undoes what ran and the app continues; a partial image is removed.
-import { readdirSync, readlinkSync, readFileSync, statfsSync } from 'node:fs';
+import { readdirSync, readlinkSync, statfsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Logger } from '../../../common/src/index.ts';
 import * as pccl from '../../../native/pccl/pccl.ts';
@@ -16,6 +16,7 @@ import { thawProcess } from './thaw.ts';
 import type { LibphosLink } from './libphos-link.ts';
 import type { ProcessRecord, ProcessRegistry } from './process-registry.ts';
 import { runSteps, type Step, type StepReport } from './step-runner.ts';
+import { statusBytes } from './proc.ts';
 
 export interface CheckpointDeps {
   o: CompiledAgentOptions;
@@ -89,10 +90,6 @@ function socketInodes(pid: number): Set<string> {
   return out;
 }
 
-function rssBytes(pid: number): number {
-  try { return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024; } catch { return 0; }
-}
-
 /** DISK_FULL before anything is touched when the image cannot fit (the estimate is what CRIU and gpu/ will write at most). */
 function checkSpace(dir: string, need: number): void {
   const st = statfsSync(dir);
@@ -100,14 +97,6 @@ function checkSpace(dir: string, need: number): void {
   if (free < need) {
     throw new PhosError('DISK_FULL', `${dir} has ${free} bytes free; the image needs up to ${need} (process memory + kept device memory)`, { details: { dir, free, need } });
   }
-}
-
-/** The process's anonymous resident memory (/proc/PID/status RssAnon), or null when it cannot be read. */
-function rssAnonBytes(pid: number): number | null {
-  try {
-    const m = /^RssAnon:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : null;
-  } catch { return null; }
 }
 
 /** Why the keeper path cannot be taken (null: it can): libphos linked, every device byte explained and kept. */
@@ -226,10 +215,10 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
     name: 'checkpoint',
     run: async () => {
       report.phase('checkpoint');
-      const before = rssAnonBytes(pid);
+      const before = statusBytes(pid, 'RssAnon');
       await pccl.driverCheckpoint('checkpoint', pid);
       // What the driver still copied into the process: the residue no allocation call explained.
-      const after = rssAnonBytes(pid);
+      const after = statusBytes(pid, 'RssAnon');
       if (before !== null && after !== null) d.log.info({ pid, rssAnonGrowthBytes: after - before, rssAnonBytes: after }, 'driver checkpoint copied into host memory');
       moveTo(p.rec, 'frozen', 'driver checkpointed');
     },
@@ -336,7 +325,7 @@ export async function checkpointProcess(d: CheckpointDeps, req: CheckpointReques
   const gpus = d.link.lastGpus(req.pid);
   let img = createImageDir(req.dir);
   try {
-    checkSpace(img.dir, rssBytes(req.pid) + d.keeper.bytes(req.pid) + SPACE_SLACK);
+    checkSpace(img.dir, (statusBytes(req.pid, 'VmRSS') ?? 0) + d.keeper.bytes(req.pid) + SPACE_SLACK);
   } catch (err) {
     removeImageDir(img);
     throw err;

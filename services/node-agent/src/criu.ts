@@ -34,10 +34,10 @@ function exec(bin: string, args: string[]): Promise<{ code: number; out: string 
   });
 }
 
-/** The version criu reports; refuses a missing or too old criu with the install remedy. */
 /** Versions already checked, by binary and its size and mtime (a replaced binary is checked again). */
 const checked = new Map<string, string>();
 
+/** The version criu reports; refuses a missing or too old criu with the install remedy. */
 export async function criuVersion(opts: CriuOptions = {}): Promise<string> {
   const bin = criuBinary(opts);
   // Spawning criu costs tens of ms, and a restore inside a migration's downtime asks every time.

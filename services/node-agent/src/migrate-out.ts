@@ -15,7 +15,7 @@ import type { ImageDir } from './image.ts';
 import type { KeptAllocation } from './keeper.ts';
 import { LIBPHOS_CHUNK, changedChunks } from './libphos-link.ts';
 import type { MeshMember } from './mesh.ts';
-import { PageStreamer, treeMemoryBytes, type OfferedFile } from './page-stream.ts';
+import { PageStreamer, filePieces, treeMemoryBytes, type OfferedFile } from './page-stream.ts';
 import { restoreImage } from './restore.ts';
 
 /** Transport alloc ids from here up carry files, below it device allocations (libphos ids are small). */
@@ -67,7 +67,7 @@ interface Outgoing {
   /** Post-copy: slab chunks left for after the target runs the app, and their hashes at the freeze. */
   postcopy: ChunkRef[];
   frozenHash: Map<string, string>;
-  /** Post-copy chunks ("alloc:offset") the app waits for on the target, in the order asked; sent first. */
+  /** Post-copy chunks ("alloc:index") the app waits for on the target, in the order asked; sent first. */
   demand: string[];
   stopDemand?: () => void;
   /** The cutover's CRIU pages, on their way while CRIU writes them. */
@@ -235,7 +235,6 @@ export class MigrationsOut {
     return { v: PROTO_VERSION, rounds: round, bytesSent: m.bytesSent, dirtyBytes, converged };
   }
 
-  /** Files the target needs to restore: every CRIU file, and the app's log (it keeps appending to it). */
   /** Offers files to the target; resolves with the allocs it wants (one it holds already is skipped). */
   private async offerFiles(m: Outgoing, files: OfferedFile[]): Promise<number[]> {
     const r = (await this.d.mesh().request(m.to, 'migrate-files', 'migrate-files', {
@@ -254,6 +253,7 @@ export class MigrationsOut {
     m.pages.start();
   }
 
+  /** Files the target needs to restore: every CRIU file, and the app's log (it keeps appending to it). */
   private filesOf(img: ImageDir, logPath: string): { name: string; path: string; size: number; alloc: number }[] {
     const out = readdirSync(img.criuDir).map((f) => ({ name: `criu/${f}`, path: join(img.criuDir, f) }));
     if (existsSync(logPath)) out.push({ name: logPath, path: logPath });
@@ -272,9 +272,7 @@ export class MigrationsOut {
       try {
         map = pccl.mapFd(fd, f.size, false);
         // Pieces: a send item holds at most 1 GiB, and several pieces spread over the parallel streams.
-        const items = [];
-        for (let off = 0; off < f.size; off += FILE_PIECE) items.push({ src: map, offset: off, length: Math.min(FILE_PIECE, f.size - off), alloc: f.alloc, chunkOffset: off });
-        await pccl.transportSend(m.sender.id, items);
+        await pccl.transportSend(m.sender.id, filePieces(map, f.alloc, 0, f.size, FILE_PIECE));
         m.bytesSent += f.size;
       } finally {
         if (map >= 0) pccl.unmap(map);
@@ -291,8 +289,9 @@ export class MigrationsOut {
 
   /**
    * Chunks whose target copy may be stale at the freeze: never shipped, found changed by the last round
-   * but not sent, or written since the last round began (libphos's freeze reply), or in the app's own VMM mappings. Only these are re-hashed in the
-   * downtime; without that reply (older libphos, another chunk size) every shipped chunk is re-hashed.
+   * but not sent, written since the last round began (libphos's freeze reply), or in the app's own VMM
+   * mappings. Only these are re-hashed in the downtime; without that reply (older libphos, another chunk
+   * size) every shipped chunk is re-hashed.
    */
   private suspects(m: Outgoing, all: ChunkRef[]): ChunkRef[] {
     const changed = m.atFreeze;
@@ -324,7 +323,7 @@ export class MigrationsOut {
     const m = this.get(id);
     if (m.phase !== 'dumped') throw new PhosError('ILLEGAL_STATE', `migration ${id} is in ${m.phase}; post-copy follows the cutover`);
     const t0 = performance.now();
-    const left = new Map(m.postcopy.map((c) => [`${c.alloc.id}:${c.offset}`, c]));
+    const left = new Map(m.postcopy.map((c) => [key(c.alloc.id, c.index), c]));
     let bytes = 0;
     let demanded = 0;
     try {
@@ -349,7 +348,6 @@ export class MigrationsOut {
     return { v: PROTO_VERSION, chunks: m.postcopy.length, bytes, ms: performance.now() - t0, demanded };
   }
 
-  /** The GPU step of the cutover dump: the last dirty chunks, then the CPU image; returns the manifest's chunks. */
   /**
    * The GPU side of the cutover, on the frozen app's kept memory: chunks that may have changed since
    * they were shipped are re-hashed, and the changed ones sent now, or left for the post-copy. It starts
@@ -372,7 +370,7 @@ export class MigrationsOut {
     m.postcopy = post;
     m.frozenHash = await this.hashOf(post);
     // Listen before the target can run the app: its first waits at the gate come right after the restore.
-    if (post.length) m.stopDemand = this.d.mesh().subscribe(subjects.migrationDemand(m.id), 'postcopy-demand', (d) => m.demand.push(...d.chunks.map((c) => `${c.alloc}:${c.offset}`)));
+    if (post.length) m.stopDemand = this.d.mesh().subscribe(subjects.migrationDemand(m.id), 'postcopy-demand', (d) => m.demand.push(...d.chunks.map((c) => key(c.alloc, Math.floor(c.offset / this.d.o.chunkSize)))));
     return { all, bytes };
   }
 

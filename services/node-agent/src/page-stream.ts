@@ -7,11 +7,12 @@
 //
 // The target learns such a file up front as `growing`, with an upper bound for its size (a sparse file
 // it maps as the destination), and its final size once the streamer finished; see MigrationsIn.files.
-import { closeSync, fstatSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../../../common/src/index.ts';
 import * as pccl from '../../../native/pccl/pccl.ts';
 import { PhosError } from '../../../proto/src/index.ts';
+import { childrenOf, statusBytes } from './proc.ts';
 
 /** A file piece per transport item: small, so the stream trails CRIU's writes closely. */
 const PIECE = 8 << 20;
@@ -110,15 +111,20 @@ export class PageStreamer {
     if (end <= f.sent) return;
     const map = pccl.mapFd(f.fd, end, false);
     try {
-      const items: pccl.TransportItem[] = [];
-      for (let off = f.sent; off < end; off += PIECE) items.push({ src: map, offset: off, length: Math.min(PIECE, end - off), alloc: f.alloc, chunkOffset: off });
-      await this.d.send(items);
+      await this.d.send(filePieces(map, f.alloc, f.sent, end, PIECE));
     } finally {
       pccl.unmap(map);
     }
     this.bytes += end - f.sent;
     f.sent = end;
   }
+}
+
+/** Transport items for bytes [from, to) of a mapped file (`map`, from pccl.mapFd), `piece` bytes each. */
+export function filePieces(map: number, alloc: number, from: number, to: number, piece: number): pccl.TransportItem[] {
+  const items: pccl.TransportItem[] = [];
+  for (let off = from; off < to; off += piece) items.push({ src: map, offset: off, length: Math.min(piece, to - off), alloc, chunkOffset: off });
+  return items;
 }
 
 /** Resident plus swapped bytes of pid and its descendants: no pages file CRIU writes for them is larger. */
@@ -128,13 +134,8 @@ export function treeMemoryBytes(pid: number): number {
   const visit = (p: number) => {
     if (seen.has(p)) return;
     seen.add(p);
-    try {
-      const status = readFileSync(`/proc/${p}/status`, 'utf8');
-      for (const k of ['VmRSS', 'VmSwap']) total += Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
-      for (const t of readdirSync(`/proc/${p}/task`)) {
-        for (const c of readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) visit(Number(c));
-      }
-    } catch { /* gone */ }
+    total += (statusBytes(p, 'VmRSS') ?? 0) + (statusBytes(p, 'VmSwap') ?? 0);
+    for (const c of childrenOf(p)) visit(c);
   };
   visit(pid);
   return total;

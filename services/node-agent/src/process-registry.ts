@@ -1,12 +1,13 @@
 // The managed processes of this node: starts them (launcher, a pid from the node's reserved range),
 // adopts restored ones, tracks their exit, and answers ps/logs. Each record carries its ProcessMachine.
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Logger } from '../../../common/src/index.ts';
 import * as pccl from '../../../native/pccl/pccl.ts';
 import { PhosError, type ProcessInfo } from '../../../proto/src/index.ts';
 import type { CompiledAgentOptions } from './agent-options.ts';
 import { launch, type Launched } from './launcher.ts';
+import { childrenOf } from './proc.ts';
 import { ProcessMachine, type ProcessState } from './process-machine.ts';
 
 export interface ProcessRecord {
@@ -73,11 +74,8 @@ export class ProcessRegistry {
    */
   private sweepOrphans(): void {
     const now = new Set<number>();
-    for (const e of safeReaddir('/proc')) {
-      const pid = Number(e);
-      if (!Number.isInteger(pid) || this.pollers.has(pid)) continue;
-      const m = /\) (\S) (\d+) /.exec(safeStat(pid, ''));
-      if (!m || m[1] !== 'Z' || Number(m[2]) !== process.pid) continue;
+    for (const pid of childrenOf('self')) {
+      if (this.pollers.has(pid) || !/\) Z /.test(safeStat(pid, ''))) continue;
       if (!this.orphansSeen.has(pid)) { now.add(pid); continue; }
       const r = pccl.reap(pid);
       if (r) this.log.debug({ pid, ...r }, 'reaped an orphan re-parented to the agent');
@@ -216,8 +214,8 @@ export class ProcessRegistry {
    */
   async holdWhenGone(pid: number): Promise<void> {
     if (this.o.pidHoldSeconds <= 0 || this.holds.has(pid)) return;
-    for (const end = Date.now() + 2000; existsSync(`/proc/${pid}`);) {
-      if (Date.now() > end) return; // not reaped (not our child): nothing to hold
+    for (const end = Date.now() + 10_000; existsSync(`/proc/${pid}`);) {
+      if (Date.now() > end) { this.log.warn({ pid }, 'the dumped process was not reaped within 10 s; its pid is not held'); return; }
       await new Promise((res) => setTimeout(res, 2));
     }
     try {
@@ -226,7 +224,7 @@ export class ProcessRegistry {
       void h.exited.then(() => { if (this.holds.get(pid) === h) this.holds.delete(pid); });
       this.log.debug({ pid, seconds: this.o.pidHoldSeconds }, 'holding the pid of a dumped process for its restore');
     } catch (err) {
-      this.log.debug({ pid, err }, 'could not hold the pid of a dumped process');
+      this.log.warn({ pid, err }, 'could not hold the pid of a dumped process; a restore here may find it taken');
     }
   }
 
@@ -285,10 +283,4 @@ function safeStat(pid: number, gone = ') Z '): string {
   }
 }
 
-function safeReaddir(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
+

@@ -222,21 +222,23 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
       run: async (c) => {
         report.phase('thaw');
         let pending: number[] = [];
-        if (lazy) {
+        // Chunks of the fresh slabs that stay behind libphos's gate, with their gate indices.
+        const behindGate = async (list: Parameters<typeof fillChunks>[1]) => {
           const h = await hello!;
           const slabs = new Map(fresh.filter((a) => a.kind === 'slab').map((a) => [a.id, a]));
-          const chunks = fillChunks(dir, m.chunks, slabs, h.vaBase, m.chunkSize);
-          const outside = chunks.find((x) => x.gate < 0 || !Number.isInteger(x.gate));
-          if (outside) throw new PhosError('IMAGE_CORRUPT', `${dir}: allocation ${outside.alloc} lies outside the process's VA region (base 0x${h.vaBase.toString(16)})`);
+          const chunks = fillChunks(dir, list, slabs, h.vaBase, m.chunkSize);
+          return { chunks, vaBase: h.vaBase, outside: chunks.find((x) => x.gate < 0 || !Number.isInteger(x.gate)) };
+        };
+        if (lazy) {
+          const { chunks, vaBase, outside } = await behindGate(m.chunks);
+          if (outside) throw new PhosError('IMAGE_CORRUPT', `${dir}: allocation ${outside.alloc} lies outside the process's VA region (base 0x${vaBase.toString(16)})`);
           filler = new Filler(pid, chunks, d.link, d.keeper, log);
           d.onFill?.(pid, filler);
           pending = chunks.map((x) => x.gate);
         }
         if (given && opts.pending?.length) {
-          const h = await hello!;
-          const slabs = new Map(fresh.filter((a) => a.kind === 'slab').map((a) => [a.id, a]));
-          const chunks = fillChunks(dir, opts.pending.map((p) => ({ ...p, file: '' })), slabs, h.vaBase, m.chunkSize);
-          if (chunks.length !== opts.pending.length || chunks.some((x) => x.gate < 0 || !Number.isInteger(x.gate))) {
+          const { chunks, outside } = await behindGate(opts.pending.map((p) => ({ ...p, file: '' })));
+          if (chunks.length !== opts.pending.length || outside) {
             throw new PhosError('ILLEGAL_STATE', `pid ${pid}: chunks still to arrive must lie in libphos's slabs (${opts.pending.length} named, ${chunks.length} found)`);
           }
           opts.onPending?.(chunks);
