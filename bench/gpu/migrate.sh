@@ -195,11 +195,15 @@ main() {
   for w in "${SIZES[@]}"; do
     local app=counter gib=$w reps=$REPS what
     [ "$w" = train ] && { app=train; gib=0; }
-    [ "$gib" -ge 16 ] && reps=1
+    # The baseline moves the whole image (about a minute at 16 GiB): from 16 GiB up it runs once, phos $REPS times.
+    local base_reps=$reps
+    [ "$gib" -ge 16 ] && base_reps=1
+    [ "${PHOS_BENCH_BASELINE:-1}" = 0 ] && base_reps=0
     what="counter $gib x $UNIT_MIB MiB"; [ "$app" = train ] && what="training loop"
     for rep in $(seq "$reps"); do
       log "$what, repetition $rep: phos migrate"
       r=$(phos_cycle "$app" "$gib") && { echo "$r"; rows+=("{\"system\":\"phos\",${r:1}"); } || tail -20 "$STATE/a/agent.log" >&2
+      [ "$rep" -le "$base_reps" ] || continue
       log "$what, repetition $rep: driver checkpoint + CRIU + copy + restore"
       r=$(base_cycle "$app" "$gib") && { echo "$r"; rows+=("{\"system\":\"baseline\",${r:1}"); }
     done
