@@ -92,7 +92,7 @@ export function render(): { md: string; png: Buffer | null } {
   out.push(...torchSection(torch, '## A PyTorch training loop (small transformer + AdamW, `test/gpu/torch/train_loop.py`)', '`bash bench/gpu/run.sh torch`'));
   out.push(...torchSection(load<TorchDoc>('gpu-llama'), '## A decoder with Llama-2-13B\'s shapes (26 GB of fp16 weights, generating tokens; `test/gpu/torch/llama_decode.py`)', '`bash bench/gpu/run.sh llama`'));
   out.push(...overheadSection(load<OverheadDoc>('gpu-overhead')));
-  out.push(...migrationSection([load<MigrateDoc>('gpu-migrate'), load<MigrateDoc>('gpu-migrate-train')], load<StepsDoc>('gpu-migrate-steps')));
+  out.push(...migrationSection([load<MigrateDoc>('gpu-migrate')], load<StepsDoc>('gpu-migrate-steps'), load<MigrateDoc>('gpu-migrate-overlap-off')));
   out.push(...multiGpuSection(loadLines<MultiGpuCase>('gpu-multigpu')));
   return { md: out.join('\n') + '\n', png: plot.png };
 }
@@ -140,7 +140,7 @@ interface MigrateDoc { machine: { gpu: string; kernel: string }; date: string; c
 type StepsDoc = { pid: number; bytesSent: number; steps: Record<string, number> }[];
 
 /** Live migration rows (bench/gpu/migrate.sh runs, newest first), or a line saying they have not been measured. */
-function migrationSection(runs: (MigrateDoc | null)[], steps: StepsDoc | null): string[] {
+function migrationSection(runs: (MigrateDoc | null)[], steps: StepsDoc | null, overlapOff: MigrateDoc | null): string[] {
   const head = '## Live migration between two agents (two network namespaces, one GPU)';
   const cmd = 'Reproduce: `bash bench/gpu/pack.sh` here, then `bash bench/gpu/run.sh migrate` (= `bench/gpu/migrate.sh 16 1 train`) on the GPU machine (carry `.carry`).';
   const done = runs.filter((m): m is MigrateDoc => m !== null && m.unitMiB === 1024);
@@ -156,6 +156,14 @@ function migrationSection(runs: (MigrateDoc | null)[], steps: StepsDoc | null): 
       ...m.rows.map((r) => `| ${r.workload === 'train' ? 'train (PyTorch)' : `counter ${r.gib} GiB`} | ${r.phosReps} / ${r.baselineReps} | ${s(r.phosDowntimeMs)} | ${s(r.phosAppGapMs)} | ${s(r.phosTotalMs)} | ${s(r.baselineDowntimeMs)} | ${s(r.baselineCopyMs)} |`), '');
   }
   out.push('Target (DESIGN.md): migration downtime ≤ 1.5 s — ' + done[0]!.rows.map((r) => `${r.workload === 'train' ? 'train' : `${r.gib} GiB`} ${target(r.phosDowntimeMs, 1500)}`).join(', ') + '.', '');
+  if (overlapOff) {
+    // The same cutover with the final GPU round and the CPU image's shipping after CRIU's dump instead of during it.
+    const on = done[0]!.rows;
+    out.push('The cutover overlaps CRIU\'s dump with the final GPU round and with shipping its pages as they are written.',
+      `Without that overlap (\`PHOS_MIGRATE_OVERLAP=0 PHOS_BENCH_BASELINE=0 bash bench/gpu/migrate.sh 16\`, same machine and session, ${overlapOff.date}):`, '',
+      '| workload | reps | downtime with overlap | downtime without |', '|---|---|---|---|',
+      ...overlapOff.rows.map((r) => `| counter ${r.gib} GiB | ${r.phosReps} | ${s(on.find((o) => o.workload === r.workload && o.gib === r.gib)?.phosDowntimeMs ?? null)} | ${s(r.phosDowntimeMs)} |`), '');
+  }
   const big = steps?.reduce((a, b) => (b.bytesSent > a.bytesSent ? b : a));
   if (big) {
     out.push(`Where the downtime goes (largest migration of the first run, ${gb(big.bytesSent)} sent, \`bench/results/gpu-migrate-steps.json\`):`, '',
@@ -188,7 +196,7 @@ function multiGpuSection(cases: MultiGpuCase[] | null): string[] {
     return `| ${c.case} | ${c.mib} MiB | restore released the app after ${s(n(r.releaseMs) ?? n(r.ms))} |`;
   };
   return [head, '', cmd, '', '| case | GPU memory | figures |', '|---|---|---|', ...cases.map(row), '',
-    'NCCL is out of scope (not run). Every case above ended with the checksum of its CPU model (see bench/results/logs/gpu-multigpu.log).', ''];
+    'NCCL is out of scope (not run). Every case above ended with the checksum of its CPU model (see bench/results/logs/gpu-multigpu.txt).', ''];
 }
 
 export async function main(): Promise<void> {
