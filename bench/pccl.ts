@@ -7,13 +7,16 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { hostsUnavailable, makeHosts, type Host, type Hosts } from '../test/helpers/hosts.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const PEER = join(ROOT, 'native/pccl/test/transport-peer.ts');
+// On the GPU machine this runs bundled (bench/gpu/pack.sh): the bundle names the repository, the bundled
+// peer and its result file through the environment.
+const ROOT = process.env.PHOS_ROOT ?? fileURLToPath(new URL('..', import.meta.url));
+const PEER = process.env.PHOS_PCCL_PEER ? [process.env.PHOS_PCCL_PEER] : ['--import', 'tsx', join(ROOT, 'native/pccl/test/transport-peer.ts')];
+const RESULT = process.env.PHOS_BENCH_RESULT ?? join(ROOT, 'bench/results/pccl.json');
 const MiB = 1 << 20;
 const SIZE = 256 * MiB;
 const CHUNK = 2 * MiB;
@@ -70,7 +73,7 @@ function shmFile(path: string, fill: boolean): void {
 }
 
 async function runPccl(hosts: Hosts, rx: Host, tx: Host, streams: number, src: string, dst: string): Promise<Measured> {
-  const node = (h: Host, args: string[]) => hosts.spawn(h, process.execPath, ['--import', 'tsx', PEER, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const node = (h: Host, args: string[]) => hosts.spawn(h, process.execPath, [...PEER, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   const r = lines(node(rx, ['recv', rx.addr, String(streams), dst, String(SIZE)]));
   const port = (JSON.parse(await r.next((l) => l.includes('"listening"'))) as { port: number }).port;
   const s = lines(node(tx, ['send', rx.addr, String(port), String(streams), src, String(SIZE), String(CHUNK), String(RUNS + 1)]));
@@ -139,7 +142,7 @@ export async function main(_args: string[]): Promise<void> {
   console.log(`pccl transport vs raw TCP, ${SIZE / MiB} MiB in ${CHUNK / MiB} MiB chunks, two network namespaces over a veth bridge; median of ${RUNS} runs`);
   console.log(`machine: kernel ${machine.kernel}, ${machine.nproc} CPUs (${machine.cpu}), ${machine.memGiB} GiB, node ${machine.node}`);
   console.log(rows.join('\n'));
-  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+  mkdirSync(dirname(RESULT), { recursive: true });
   const out = { bench: 'pccl', date: new Date().toISOString(), machine, bytes: SIZE, chunkBytes: CHUNK, runs: RUNS, warmupRuns: 1, unit: 'MB/s (1e6 bytes/s), median', results };
-  writeFileSync(join(ROOT, 'bench/results/pccl.json'), JSON.stringify(out, null, 2) + '\n');
+  writeFileSync(RESULT, JSON.stringify(out, null, 2) + '\n');
 }

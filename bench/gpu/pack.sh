@@ -43,9 +43,10 @@ if [ ! -f "$CACHE/node.xz" ] || [ "$NODE_BIN" -nt "$CACHE/node.xz" ]; then
 fi
 cp "$CACHE/node.xz" "$OUT/node.xz"
 
-# The agent and the CLI as single ESM files (msgpackr's optional native extension stays out).
+# The agent, the coordinator, the CLI and the pccl bench (with its peer) as single ESM files (msgpackr's optional native extension stays out).
 mkdir -p "$OUT/bundle"
-for entry in services/node-agent/src/main.ts:agent services/coordinator/src/main.ts:coordinator cli/src/main.ts:phos; do
+for entry in services/node-agent/src/main.ts:agent services/coordinator/src/main.ts:coordinator cli/src/main.ts:phos \
+    bench/gpu/pccl-entry.ts:pccl-bench native/pccl/test/transport-peer.ts:transport-peer; do
   (cd "$ROOT" && npx esbuild "${entry%%:*}" --bundle --platform=node --format=esm --target=node20 \
     --outfile="$OUT/bundle/${entry##*:}.mjs" --external:msgpackr-extract --log-level=warning \
     "--banner:js=import { createRequire as __phosCreateRequire } from 'node:module'; const require = __phosCreateRequire(import.meta.url);")

@@ -12,6 +12,7 @@
 #   llama       a Llama-2-13B-shaped decoder, 26 GB fp16, generating        -> gpu-llama.json
 #   migrate     live migration, counter 16 + 1 GiB and the training loop   -> gpu-migrate.json, gpu-migrate-steps.json
 #   overhead    libphos's steady-state cost: training-step time with and without it, launch cost -> gpu-overhead.json
+#   pccl        pccl transport vs raw TCP between two network namespaces, 1-8 streams  -> gpu-pccl.json
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
@@ -43,6 +44,10 @@ case $part in
     rc=$?
     [ -f "$OUT/overhead/libphos.json" ] && cp "$OUT/overhead/libphos.json" "$OUT/gpu-overhead.json"
     exit $rc ;;
+  pccl)
+    source bench/gpu/lib.sh
+    command -v ip >/dev/null || PATH="$CARRY/ip/bin:$PATH"  # carried by pack.sh: the GPU machine has no iproute2
+    PHOS_ROOT=$ROOT PHOS_PCCL_PEER=$CARRY/bundle/transport-peer.mjs PHOS_BENCH_RESULT=$OUT/gpu-pccl.json "$NODE" "$CARRY/bundle/pccl-bench.mjs" ;;
   *)
     sed -n '2,/^set -uo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2
     exit 2 ;;
