@@ -153,6 +153,12 @@ function migrationSection(runs: (MigrateDoc | null)[], steps: StepsDoc | null, o
     'to host b, CRIU restore + driver restore there, on the same workload in the same run. `train` = the PyTorch training loop',
     '(AdamW) of test/gpu/torch; it ends with a parameter checksum that must equal a run without phos.', ''];
   for (const m of done) {
+    if (m !== done[0] && m.rows.every((r) => r.baselineReps === 0)) {
+      // A run of phos alone (PHOS_BENCH_BASELINE=0) adds repetitions, not a side-by-side row.
+      out.push(`A second run of phos alone (${m.date}${m.commit ? `, commit ${m.commit}` : ''}; \`PHOS_BENCH_BASELINE=0 PHOS_BENCH_REPS=5 bash bench/gpu/migrate.sh 16\`): ` +
+        m.rows.map((r) => `counter ${r.gib} GiB, ${r.phosReps} reps, median downtime ${s(r.phosDowntimeMs)}`).join('; ') + '.', '');
+      continue;
+    }
     out.push(`${m.machine.gpu}, kernel ${m.machine.kernel}, ${m.date}${m.commit ? `, commit ${m.commit}` : ''}:`, '',
       '| workload | reps (phos / baseline) | phos downtime | phos largest step gap | phos total | baseline downtime (ckpt + dump + copy + restore) | baseline copy |',
       '|---|---|---|---|---|---|---|',
