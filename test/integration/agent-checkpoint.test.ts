@@ -51,7 +51,7 @@ describe('phos pre-dump / dump / restore (agent, CRIU, cudasim)', () => {
     expect(d.code, `${JSON.stringify(d.last)} ${d.stderr}`).toBe(0);
     expect(d.last.result.path).toBe('keeper');
     const stepsAtDump = parseWorkloadLog(readFileSync(logPath, 'utf8')).steps.length;
-    expect(appGone(pid)).toBe(true);
+    expect(await appGone(pid)).toBe(true);
     const ps1 = await agent.phosJson<{ processes: { pid: number; state: string }[] }>(['ps']);
     expect(ps1.last.processes.find((p) => p.pid === pid)?.state).toBe('dumped');
 

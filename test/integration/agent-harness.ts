@@ -105,11 +105,20 @@ export function gpuFiles(img: string): string[] {
   return readdirSync(join(img, 'gpu'));
 }
 
-/** True when pid no longer runs an app: gone from /proc, or only the agent's placeholder holds it after a dump. */
-export function appGone(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] === 'phos-pid-hold';
-  } catch {
-    return true;
-  }
+/**
+ * True once pid no longer runs an app: gone from /proc, a zombie waiting to be reaped, or only the agent's
+ * placeholder holds it after a dump. Polls for up to `ms`: a dump's reply can come before the killed
+ * process is reaped and the placeholder takes its pid.
+ */
+export async function appGone(pid: number, ms = 10_000): Promise<boolean> {
+  const gone = () => {
+    try {
+      if (/^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) return true;
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] === 'phos-pid-hold';
+    } catch {
+      return true;
+    }
+  };
+  for (const end = Date.now() + ms; !gone(); await new Promise((r) => setTimeout(r, 50))) if (Date.now() > end) return false;
+  return true;
 }

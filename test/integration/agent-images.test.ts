@@ -92,7 +92,7 @@ describe('refusals', () => {
     expect(r.code).toBe(7);
     expect(r.stderr).toMatch(/^error IMAGE_CORRUPT: /m);
     expect(r.stderr).toContain(chunk);
-    expect(appGone(p.pid)).toBe(true);
+    expect(await appGone(p.pid)).toBe(true);
 
     writeFileSync(chunk, bytes);
     const pages = readdirSync(join(img, 'criu')).filter((f) => f.startsWith('pages-')).map((f) => join(img, 'criu', f))
@@ -101,7 +101,7 @@ describe('refusals', () => {
     const t = await agent.phos(['restore', '--dir', img]);
     expect(t.code).toBe(7);
     expect(t.stderr).toContain(pages);
-    expect(appGone(p.pid)).toBe(true);
+    expect(await appGone(p.pid)).toBe(true);
   });
 });
 

@@ -117,7 +117,7 @@ describe('lazy restore (agent, CRIU, cudasim)', () => {
     expect(r.code, r.stderr).toBe(7);
     expect(r.stderr).toMatch(/^error IMAGE_CORRUPT: /m);
     expect(r.stderr).toContain(chunk);
-    expect(appGone(pid)).toBe(true);
+    expect(await appGone(pid)).toBe(true);
     const ps = await agent.phosJson<{ processes: { pid: number; state: string }[] }>(['ps']);
     expect(ps.last.processes.find((x) => x.pid === pid && x.state === 'running')).toBeUndefined();
   }, 120_000);

@@ -85,7 +85,7 @@ describe('two-GPU process through the agent (cudasim, 2 devices)', () => {
     expect(d.code, `${JSON.stringify(d.last)} ${d.stderr}\n${agent.agentLog().slice(-3000)}`).toBe(0);
     expect(d.last.result.path).toBe('keeper');
     expect(d.last.result.chunksFromParent).toBeGreaterThan(0); // the cold buffers did not change
-    expect(appGone(pid)).toBe(true);
+    expect(await appGone(pid)).toBe(true);
     const stepsAtDump = parseWorkloadLog(readFileSync(logPath, 'utf8')).steps.length;
     const by = bytesByDevice(manifest(img));
     expect(by[0]).toBeGreaterThan(0);
@@ -119,7 +119,7 @@ describe('two-GPU process through the agent (cudasim, 2 devices)', () => {
     const bad2 = await agent.phosJson(['restore', '--dir', img, '--gpu-map', '3=1']);
     expect(bad2.code).toBe(2);
     expect(bad2.stderr + JSON.stringify(bad2.last)).toMatch(/image has no GPU 3/);
-    expect(appGone(pid)).toBe(true);
+    expect(await appGone(pid)).toBe(true);
 
     const r = await agent.phosJson<{ result: { pid: number } }>(['restore', '--dir', img, '--gpu-map', '0=1']);
     expect(r.code, `${JSON.stringify(r.last)} ${r.stderr}\n${agent.agentLog().slice(-3000)}`).toBe(0);
