@@ -91,12 +91,15 @@ export function render(): { md: string; png: Buffer | null } {
     phos.rows.map((p) => `${p.gib} GiB ${target(p.preDumpStallMs, 1000)}`).join(', ') + '; restore-to-running ≤ 1.0 s — ' +
     phos.rows.map((p) => `${p.gib} GiB ${target(p.restoreToRunningMs, 1000)}`).join(', ') + '.', '', ...plot.md);
   out.push(...torchSection(torch, '## A PyTorch training loop (small transformer + AdamW, `test/gpu/torch/train_loop.py`)', '`bash bench/gpu/run.sh torch`'));
-  out.push(...torchSection(load<TorchDoc>('gpu-llama'), '## A decoder with Llama-2-13B\'s shapes (26 GB of fp16 weights, generating tokens; `test/gpu/torch/llama_decode.py`)', '`bash bench/gpu/run.sh llama`'));
+  const llama = load<TorchDoc>('gpu-llama');
+  const migrate = load<MigrateDoc>('gpu-migrate');
+  const steps = load<StepsDoc>('gpu-migrate-steps');
+  out.push(...torchSection(llama, '## A decoder with Llama-2-13B\'s shapes (26 GB of fp16 weights, generating tokens; `test/gpu/torch/llama_decode.py`)', '`bash bench/gpu/run.sh llama`'));
   out.push(...overheadSection(load<OverheadDoc>('gpu-overhead')));
-  out.push(...migrationSection([load<MigrateDoc>('gpu-migrate'), load<MigrateDoc>('gpu-migrate-repeat')], load<StepsDoc>('gpu-migrate-steps'), load<MigrateDoc>('gpu-migrate-overlap-off')));
+  out.push(...migrationSection([migrate, load<MigrateDoc>('gpu-migrate-repeat')], steps, load<MigrateDoc>('gpu-migrate-overlap-off')));
   out.push(...multiGpuSection(loadLines<MultiGpuCase>('gpu-multigpu')));
   out.push(...pcclSection(load<PcclDoc>('gpu-pccl'), load<PcclDoc>('pccl')));
-  out.push(...missesSection(phos, { training: torch, 'Llama decoder': load<TorchDoc>('gpu-llama') }, load<StepsDoc>('gpu-migrate-steps')));
+  out.push(...missesSection(phos, { training: torch, 'Llama decoder': llama }, migrate, steps));
   return { md: out.join('\n') + '\n', png: plot.png };
 }
 
@@ -139,7 +142,7 @@ function overheadSection(o: OverheadDoc | null): string[] {
 }
 
 interface MigrateRow { workload?: string; gib: number; phosReps: number; baselineReps: number; phosDowntimeMs: number | null; phosAppGapMs: number | null; phosTotalMs: number | null; baselineDowntimeMs: number | null; baselineCopyMs: number | null }
-interface MigrateDoc { machine: { gpu: string; kernel: string }; date: string; commit?: string; unitMiB: number; rows: MigrateRow[] }
+interface MigrateDoc { machine: { gpu: string; kernel: string }; date: string; commit?: string; unitMiB: number; rows: MigrateRow[]; raw?: { gib: number; system: string; ok: boolean; downtimeMs: number }[] }
 type StepsDoc = { pid: number; bytesSent: number; steps: Record<string, number> }[];
 
 /** Live migration rows (bench/gpu/migrate.sh runs, newest first), or a line saying they have not been measured. */
@@ -164,14 +167,14 @@ function migrationSection(runs: (MigrateDoc | null)[], steps: StepsDoc | null, o
       '|---|---|---|---|---|---|---|',
       ...m.rows.map((r) => `| ${r.workload === 'train' ? 'train (PyTorch)' : `counter ${r.gib} GiB`} | ${r.phosReps} / ${r.baselineReps} | ${s(r.phosDowntimeMs)} | ${s(r.phosAppGapMs)} | ${s(r.phosTotalMs)} | ${s(r.baselineDowntimeMs)} | ${s(r.baselineCopyMs)} |`), '');
   }
-  const all16 = done.flatMap((m) => (m as MigrateDoc & { raw?: { gib: number; system: string; ok: boolean; downtimeMs: number }[] }).raw ?? []).filter((r) => r.gib === 16 && r.system === 'phos' && r.ok);
+  const all16 = done.flatMap((m) => m.raw ?? []).filter((r) => r.gib === 16 && r.system === 'phos' && r.ok);
   if (done.length > 1 && all16.length) out.push(`Over all ${all16.length} phos migrations of counter 16 GiB above: median downtime ${s(med(all16.map((r) => r.downtimeMs)))}.`, '');
   out.push('Target (DESIGN.md): migration downtime ≤ 1.5 s — ' + done[0]!.rows.map((r) => `${r.workload === 'train' ? 'train' : `${r.gib} GiB`} ${target(r.phosDowntimeMs, 1500)}`).join(', ') + '.', '');
   if (overlapOff) {
     // The same cutover with the final GPU round and the CPU image's shipping after CRIU's dump instead of during it.
     const on = done[0]!.rows;
     out.push('The cutover overlaps CRIU\'s dump with the final GPU round and with shipping its pages as they are written.',
-      `Without that overlap (\`PHOS_MIGRATE_OVERLAP=0 PHOS_BENCH_BASELINE=0 bash bench/gpu/migrate.sh 16\`, same machine and session, ${overlapOff.date}):`, '',
+      `Without that overlap (\`PHOS_MIGRATE_OVERLAP=0 PHOS_BENCH_BASELINE=0 bash bench/gpu/migrate.sh 16\`, same machine and session, ${overlapOff.date}; its steps: \`bench/results/gpu-migrate-overlap-off-steps.json\`):`, '',
       '| workload | reps | downtime with overlap | downtime without |', '|---|---|---|---|',
       ...overlapOff.rows.map((r) => `| counter ${r.gib} GiB | ${r.phosReps} | ${s(on.find((o) => o.workload === r.workload && o.gib === r.gib)?.phosDowntimeMs ?? null)} | ${s(r.phosDowntimeMs)} |`), '');
   }
@@ -217,10 +220,8 @@ export async function main(): Promise<void> {
   process.stdout.write(md);
 }
 
-
-
 /** Every target the runs above missed, with the measured steps it is made of. */
-function missesSection(phos: Doc<PhosRow>, torches: Record<string, TorchDoc | null>, steps: StepsDoc | null): string[] {
+function missesSection(phos: Doc<PhosRow>, torches: Record<string, TorchDoc | null>, migrate: MigrateDoc | null, steps: StepsDoc | null): string[] {
   const out = ['## Misses and what they are made of', ''];
   // The per-process steps every freeze pays, whatever the GPU memory size: medians over the migrations' cutovers.
   const step = (k: string) => med((steps ?? []).map((m) => m.steps[k]).filter((v): v is number => v !== undefined));
@@ -248,7 +249,7 @@ function missesSection(phos: Doc<PhosRow>, torches: Record<string, TorchDoc | nu
           : `  The other ${s((t.restoreToRunningMs ?? 0) - front)}: the restore's prelude (reading the manifest, claiming the pid) and the first step.`);
     }
   }
-  const migrations = steps?.length ? load<MigrateDoc>('gpu-migrate')?.rows.filter((r) => (r.phosDowntimeMs ?? 0) > 1500) ?? [] : [];
+  const migrations = steps?.length ? migrate?.rows.filter((r) => (r.phosDowntimeMs ?? 0) > 1500) ?? [] : [];
   if (migrations.length) {
     // The cutover with the largest CPU image (the training loop's, when it ran) shows what grows with it.
     const big = steps!.reduce((a, b) => ((b.steps['source:criu-dump'] ?? 0) > (a.steps['source:criu-dump'] ?? 0) ? b : a)).steps;

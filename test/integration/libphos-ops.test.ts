@@ -205,7 +205,8 @@ async function freezeAndThawLazily(a: TestAgent, log: string, dir: string, betwe
 
   await a.until(() => a.liveResume !== null, 'hello {resume: true}');
   a.conn = a.liveResume!;
-  const waitsBefore = a.events.filter((e) => e.kind === 'gate-wait').length;
+  const waits = () => a.events.filter((e) => e.kind === 'gate-wait');
+  const waitsBefore = waits().length;
   const reps = await a.thaw(pending);
   expect(reps.at(-1), JSON.stringify(reps)).toMatchObject({ ok: true, remaining: 0 });
 
@@ -213,8 +214,8 @@ async function freezeAndThawLazily(a: TestAgent, log: string, dir: string, betwe
   // firstWaitAlone, first only the chunks its first wait names, then the rest once it waits again (or 3 s
   // passed): a wait that widens to "all" then names exactly the chunks still pending, whichever operation
   // the freeze happened to leave next. (Not for apps that may end without touching every chunk: vmm-grow.)
-  await a.until(() => a.events.filter((e) => e.kind === 'gate-wait').length > waitsBefore, 'the app to wait at the gate');
-  const first = new Set(firstWaitAlone ? a.events.filter((e) => e.kind === 'gate-wait')[waitsBefore]!.chunks ?? [] : []);
+  await a.until(() => waits().length > waitsBefore, 'the app to wait at the gate');
+  const first = new Set(firstWaitAlone ? waits()[waitsBefore]!.chunks ?? [] : []);
   const where = slabs.flatMap((s) => Array.from({ length: s.size / CHUNK }, (_, i) => ({ s, i })));
   let k = 0;
   const fill = async (chunks: number[]) => {
@@ -229,7 +230,7 @@ async function freezeAndThawLazily(a: TestAgent, log: string, dir: string, betwe
   };
   await fill(pending.filter((c) => first.has(c)));
   const afterFirst = pending.filter((c) => !first.has(c));
-  if (firstWaitAlone && afterFirst.length > 0) await a.until(() => a.events.filter((e) => e.kind === 'gate-wait').length > waitsBefore + 1, 'a second wait', 3000).catch(() => undefined);
+  if (firstWaitAlone && afterFirst.length > 0) await a.until(() => waits().length > waitsBefore + 1, 'a second wait', 3000).catch(() => undefined);
   await fill(afterFirst);
   return { pending, afterFirst };
 }

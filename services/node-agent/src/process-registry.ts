@@ -282,5 +282,3 @@ function safeStat(pid: number, gone = ') Z '): string {
     return gone;
   }
 }
-
-
