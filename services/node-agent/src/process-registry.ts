@@ -181,10 +181,13 @@ export class ProcessRegistry {
   watch(pid: number): void {
     const t = setInterval(() => {
       const done = (code: number | null) => { clearInterval(t); this.pollers.delete(pid); this.ended(pid, code); };
+      // Looked at before waitpid: a process that ends between the two is reaped on the next tick, not
+      // taken for someone else's child (that race once reported a clean exit as status unknown).
+      const gone = !existsSync(`/proc/${pid}`) || /\) Z /.test(safeStat(pid));
       const r = this.reaper ? pccl.reap(pid) : null;
       if (r) done(r.code ?? 128 + (r.signal ?? 0));
       // Not our child (no subreaper, or the agent restarted): its status is unknown, only that it ended.
-      else if (!existsSync(`/proc/${pid}`) || /\) Z /.test(safeStat(pid))) done(null);
+      else if (gone) done(null);
     }, 200);
     t.unref();
     this.pollers.set(pid, t);
