@@ -132,10 +132,12 @@ describe('pid clash', () => {
 
     // A hold can end (its time runs out, someone kills it); a process that takes the pid then is a clash.
     process.kill(p.pid, 'SIGKILL');
-    for (const end = Date.now() + 3000; existsSync(`/proc/${p.pid}`) && Date.now() < end;) await new Promise((res) => setTimeout(res, 10));
+    // Other test files fork meanwhile and may take the pid first (for as long as they run): each try
+    // waits until it is free again.
     let squatter: ReturnType<typeof spawn> | null = null;
-    for (let i = 0; i < 20 && squatter?.pid !== p.pid; i++) {
+    for (const end = Date.now() + 20_000; squatter?.pid !== p.pid && Date.now() < end;) {
       if (squatter) await kill(squatter);
+      while (existsSync(`/proc/${p.pid}`) && Date.now() < end) await new Promise((res) => setTimeout(res, 10));
       squatter = forkAt(p.pid);
     }
     expect(squatter?.pid).toBe(p.pid);
