@@ -12,6 +12,11 @@ CRIU_MIN=4.1
 # The Debian release whose `criu` source package builds against Debian 12's libraries (4.1.1 in trixie).
 CRIU_SUITE=${PHOS_CRIU_SUITE:-trixie}
 CRIU_PREFIX=${PHOS_CRIU_PREFIX:-/usr/local}
+# Where our criu keeps its kernel-probe cache (criu.kdat). CRIU keeps it only on tmpfs and looks in /run,
+# which is not tmpfs on machines without systemd (these VMs): every dump and restore then re-probed the
+# kernel, ~40 ms each, inside the app's stall. /dev/shm is tmpfs everywhere; the agent keeps this folder
+# root-only (common/src/criu-version.ts, CRIU_KDAT_DIR: keep the two equal).
+CRIU_KDAT_DIR=/dev/shm/phos-criu
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 APT_PACKAGES=(
@@ -79,7 +84,7 @@ build_criu() {
   fi
   tar -xf "$orig_file" -C "$work"
   local src; src=$(find "$work" -maxdepth 1 -type d -name 'criu-*' | head -n1)
-  (cd "$src" && make -j"$JOBS" criu >"$work/build.log" 2>&1) || { tail -n 20 "$work/build.log" >&2; die "criu build failed (log above)" "check that the CRIU build dependencies installed, then re-run"; }
+  (cd "$src" && make -j"$JOBS" criu RUNDIR="$CRIU_KDAT_DIR" >"$work/build.log" 2>&1) || { tail -n 20 "$work/build.log" >&2; die "criu build failed (log above)" "check that the CRIU build dependencies installed, then re-run"; }
   as_root install -D -m 0755 "$src/criu/criu" "$CRIU_PREFIX/sbin/criu" || die "cannot install criu into $CRIU_PREFIX/sbin" "re-run as root"
   rm -rf "$work"
 }
@@ -87,7 +92,11 @@ build_criu() {
 criu_step() {
   local have bin="$CRIU_PREFIX/sbin/criu"
   if [ -x "$bin" ]; then have=$(criu_version "$bin"); else have=''; fi
-  if [ -n "$have" ] && version_ge "$have" "$CRIU_MIN"; then say criu "ok ($have at $bin)"; return; fi
+  if [ -n "$have" ] && version_ge "$have" "$CRIU_MIN"; then
+    # A criu built before the kdat folder was set probes the kernel on every run: rebuild it once.
+    if grep -qaF "$CRIU_KDAT_DIR/criu.kdat" "$bin"; then say criu "ok ($have at $bin)"; return; fi
+    say criu "$have at $bin keeps no kernel-probe cache; rebuilding it"
+  fi
   build_criu
   have=$(criu_version "$bin")
   version_ge "${have:-0}" "$CRIU_MIN" || die "built criu reports version '${have}'" "inspect $bin"

@@ -11,7 +11,7 @@ now_ms() { date +%s%3N; }
 # NODE: this machine's node, else the carried one unpacked (once) to /tmp.
 NODE=$(command -v node || true)
 if [ -z "$NODE" ]; then NODE=/tmp/phos-node; [ -x $NODE ] || { xz -dc "$CARRY/node.xz" >$NODE && chmod +x $NODE; }; fi
-export PHOS_PCCL_ADDON="$CARRY/pccl.node"
+export PHOS_PCCL_ADDON="${PHOS_PCCL_ADDON:-$CARRY/pccl.node}"  # another build for an A/B
 
 # native/ built into $1 (relative to the repository or absolute) unless it is there already; a bundled
 # agent finds that build's gpu-probe (its GPU list) through PHOS_GPU_PROBE, not next to its sources.

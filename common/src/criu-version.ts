@@ -4,6 +4,13 @@ import { existsSync } from 'node:fs';
 
 export const CRIU_MIN_VERSION = [4, 1] as const;
 
+/**
+ * Where the criu deploy/install.sh builds keeps its kernel-probe cache (compiled in as its RUNDIR; keep
+ * the two equal). CRIU keeps the cache only on tmpfs and by default in /run, which is not tmpfs where no
+ * systemd runs: there every dump and restore re-probed the kernel, ~40 ms each, inside the app's stall.
+ */
+export const CRIU_KDAT_DIR = '/dev/shm/phos-criu';
+
 /** explicit, else PHOS_CRIU, else /usr/local/sbin/criu (where deploy/install.sh puts it), else PATH. */
 export function criuBinary(explicit?: string): string {
   return explicit ?? process.env.PHOS_CRIU ?? (existsSync('/usr/local/sbin/criu') ? '/usr/local/sbin/criu' : 'criu');

@@ -3,10 +3,11 @@
 // filled in the background) continues from the last step bit-exact and `phos logs` shows the output from
 // before and after.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertContinuous, parseWorkloadLog, referenceChecksum, waitForLog, workloadPath, WORKLOADS, type Workload } from '../helpers/workload.ts';
 import { appGone, gpuFiles, startAgent, type AgentHandle } from './agent-harness.ts';
+import { CRIU_KDAT_DIR } from '../../common/src/index.ts';
 
 const ARGS: Record<Workload, string[]> = {
   // Long enough (≈ 5 s) that the CLI (≈ 1-2 s to start under load) finds the process still running.
@@ -47,9 +48,12 @@ describe('phos pre-dump / dump / restore (agent, CRIU, cudasim)', () => {
     const expected = referenceChecksum(name, ARGS[name]);
     const { pid, logPath } = await runWorkload(name);
     const img = join(agent.dir, 'img');
+    // criu keeps its kernel-probe cache in a root-only folder; one anybody could write to is replaced.
+    if (existsSync(CRIU_KDAT_DIR)) chmodSync(CRIU_KDAT_DIR, 0o777);
     const d = await agent.phosJson<{ result: { path: string } }>(['dump', '--pid', String(pid), '--dir', img]);
     expect(d.code, `${JSON.stringify(d.last)} ${d.stderr}`).toBe(0);
     expect(d.last.result.path).toBe('keeper');
+    expect(statSync(CRIU_KDAT_DIR).mode & 0o777).toBe(0o700);
     const stepsAtDump = parseWorkloadLog(readFileSync(logPath, 'utf8')).steps.length;
     expect(await appGone(pid)).toBe(true);
     const ps1 = await agent.phosJson<{ processes: { pid: number; state: string }[] }>(['ps']);
@@ -58,6 +62,8 @@ describe('phos pre-dump / dump / restore (agent, CRIU, cudasim)', () => {
     const r = await agent.phosJson<{ result: { pid: number; fill?: { chunksTotal: number } } }>(['restore', '--dir', img]);
     expect(r.code, `${JSON.stringify(r.last)} ${r.stderr}\n${agent.agentLog().slice(-3000)}`).toBe(0);
     expect(r.last.result.pid).toBe(pid);
+    // The dump left the cache: the restore, inside the app's downtime, does not probe the kernel again.
+    expect(readFileSync(join(img, 'criu', 'restore.log'), 'utf8')).toContain(`Loaded kdat cache from ${CRIU_KDAT_DIR}/criu.kdat`);
     // Lazy: the app was released with its slab chunks pending and they filled in the background
     // (ptr-chase's launches widen to every pending chunk, so it waits for the whole fill: still bit-exact).
     expect(r.last.result.fill?.chunksTotal).toBeGreaterThan(0);

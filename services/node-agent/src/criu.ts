@@ -1,9 +1,9 @@
 // The agent's one edge to CRIU: builds command lines, runs criu, and turns its failures into PhosError
 // (CRIU_MISSING / CRIU_FAILED) that quote the log lines saying why. Nothing else in phos spawns criu.
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { CRIU_MIN_VERSION, criuBinary as resolveCriu, parseCriuVersion } from '../../../common/src/index.ts';
+import { CRIU_KDAT_DIR, CRIU_MIN_VERSION, criuBinary as resolveCriu, parseCriuVersion } from '../../../common/src/index.ts';
 import { PhosError } from '../../../proto/src/index.ts';
 
 export { CRIU_MIN_VERSION };
@@ -68,8 +68,26 @@ function readTail(path: string): string {
   try { return readFileSync(path, 'utf8').slice(-20000); } catch { return ''; }
 }
 
+/**
+ * Keeps CRIU_KDAT_DIR a folder only this user can write, so criu may keep its kernel-probe cache there
+ * and nobody else can plant one. Another owner's folder, or a looser one, is replaced. Best effort: where
+ * it cannot be made, criu probes the kernel on each run, as it would anyway.
+ */
+function ensureKdatDir(): void {
+  try {
+    const st = lstatSync(CRIU_KDAT_DIR, { throwIfNoEntry: false });
+    const ours = st !== undefined && st.isDirectory() && st.uid === process.getuid?.() && (st.mode & 0o077) === 0;
+    if (ours) return;
+    if (st) rmSync(CRIU_KDAT_DIR, { recursive: true, force: true });
+    mkdirSync(CRIU_KDAT_DIR, { mode: 0o700 });
+  } catch {
+    // no /dev/shm, or not allowed: only slower
+  }
+}
+
 async function runCriu(verb: string, args: string[], dir: string, what: string, opts: CriuOptions): Promise<number> {
   const bin = criuBinary(opts);
+  ensureKdatDir();
   const log = `${verb}.log`;
   const t0 = performance.now();
   const r = await exec(bin, [verb, '-D', dir, '-o', log, '-v4', ...args]);
