@@ -159,6 +159,17 @@ describe('pccl chunk io', () => {
     pccl.unmap(id);
   });
 
+  it('hashes like the reference at every start alignment and around the 16-word blocks of the vector form', async () => {
+    const bytes = randomBytes(SIZE);
+    const id = mapped('align.bin', bytes, false);
+    // Starts 0..17 bytes in; lengths below, at and past multiples of 128 bytes (one AVX-512 iteration), odd tails.
+    const lengths = [1, 8, 120, 127, 128, 129, 136, 255, 256, 1031, 65536 + 13];
+    const ranges = Array.from({ length: 18 }, (_, off) => lengths.map((length) => ({ offset: 4096 + off, length }))).flat();
+    const got = await pccl.hashChunks({ src: id, items: ranges });
+    ranges.forEach((r, i) => expect(got.hashes[i], `offset ${r.offset} length ${r.length}`).toBe(chunkHash(bytes.subarray(r.offset, r.offset + r.length))));
+    pccl.unmap(id);
+  });
+
   it('refuses ranges outside the region and unknown ids as BAD_ARGS / NOT_FOUND', async () => {
     const outside = await rejection(pccl.writeChunks({ src: srcId, items: [{ offset: SIZE - 10, length: 11, path: join(dir, 'x') }] }));
     expect(outside.code).toBe('BAD_ARGS');

@@ -12,6 +12,10 @@
 
 namespace phos::pccl {
 
+// Sum over i in [0, nwords) of phos_word_mix(word i at p, first + i): the hash's bulk, in a wide-vector
+// form where the CPU has one (chunk-hasher.cpp); same bits as the scalar loop.
+uint64_t mix_sum(const uint8_t* p, uint64_t nwords, uint64_t first);
+
 // Words are 8-byte little-endian, indexed from the chunk's start. A length that is not a multiple of 8
 // hashes as if zero-padded to the next word (libphos's chunks are multiples of 16, where the two agree).
 class ChunkHasher {
@@ -27,7 +31,13 @@ class ChunkHasher {
       add_word(tail_);
       tail_len_ = 0;
     }
-    for (; n >= 8; p += 8, n -= 8) add_word(p);
+    if (n >= 8) {
+      const uint64_t words = n / 8;
+      sum_ += mix_sum(p, words, words_);
+      words_ += words;
+      p += words * 8;
+      n -= words * 8;
+    }
     if (n) {
       std::memcpy(tail_, p, n);
       tail_len_ = n;

@@ -42,9 +42,11 @@ using Clock = std::chrono::steady_clock;
 
 // ---------------------------------------------------------------------------------------------------
 // Wire format, little-endian (x86-64 and aarch64 only, as libphos). Every message has a fixed size.
-// Version 1; a peer with another version is refused at the handshake.
+// Version 2 (a chunk's hash is a trailer after its bytes, so the sender hashes each piece as it sends it,
+// while it is in cache, instead of a hash pass over the whole chunk first); a peer with another version
+// is refused at the handshake.
 
-constexpr uint16_t kVersion = 1;
+constexpr uint16_t kVersion = 2;
 constexpr uint32_t kMagicHello = 0x48434350;  // "PCCH": sender -> receiver, first bytes of a stream
 constexpr uint32_t kMagicReply = 0x52434350;  // "PCCR": receiver -> sender, answer to the hello
 constexpr uint32_t kMagicFrame = 0x46434350;  // "PCCF": sender -> receiver, chunk or end marker
@@ -72,8 +74,9 @@ struct Reply {
 static_assert(sizeof(Reply) == 16);
 
 enum : uint16_t { kFrameChunk = 1, kFrameEnd = 2 };
-// kFrameChunk: `length` bytes follow, landing at `offset` of alloc `alloc`, hashing to `hash`.
-// kFrameEnd: no bytes follow; offset = chunks and length = bytes this stream delivered in the session.
+// kFrameChunk: `length` bytes follow, landing at `offset` of alloc `alloc`, then their 8-byte hash (the
+// trailer); `hash` is 0 on the wire. kFrameEnd: no bytes follow; offset = chunks and length = bytes this
+// stream delivered in the session.
 struct Frame {
   uint32_t magic;
   uint16_t version;
@@ -568,44 +571,29 @@ class Sender : public std::enable_shared_from_this<Sender> {
     }
   }
 
-  // Sends one chunk; false when the stream broke (the caller requeues through recover()).
+  // Sends one chunk; false when the stream broke (the caller requeues through recover()). Each piece is
+  // hashed, then sent while still in cache; the hash goes last, as the chunk's trailer.
   bool send_chunk(SenderStream& s, const std::shared_ptr<Sock>& sock, uint64_t seq, Chunk& c) {
     const Region& r = *c.src;
     std::unique_ptr<Staging> staging;
     const uint8_t* host = nullptr;
-    ChunkHasher h;
     if (!r.is_device()) {
       host = r.host + c.off;
-      h.update(host, c.len);
     } else {
       staging = std::make_unique<Staging>();
-      if (c.len <= staging->size()) {
+      if (c.len <= staging->size()) {  // one device read for the whole chunk; larger ones are read per piece
         device_read(r, c.off, staging->data(), c.len);
         host = staging->data();
-        h.update(host, c.len);
-      } else {  // a chunk larger than the staging buffer: a hash pass first, bytes re-read while sending
-        for (uint64_t d = 0; d < c.len;) {
-          size_t n = static_cast<size_t>(std::min<uint64_t>(c.len - d, staging->size()));
-          device_read(r, c.off + d, staging->data(), n);
-          h.update(staging->data(), n);
-          d += n;
-        }
       }
     }
-    uint64_t hash = h.digest();
-    {
-      std::lock_guard lock(mu);
-      auto it = s.unacked.find(seq);
-      if (it != s.unacked.end()) it->second.hash = hash;
-    }
-    Frame f{kMagicFrame, kVersion, kFrameChunk, session, seq, c.alloc, 0, c.dst_off, c.len, hash};
+    Frame f{kMagicFrame, kVersion, kFrameChunk, session, seq, c.alloc, 0, c.dst_off, c.len, 0};
     if (!write_full(sock->fd, &f, sizeof f, MSG_MORE)) return false;
 
     bool flip = fault == Fault::flip_byte && !fault_fired.exchange(true);
     bool cut = fault == Fault::break_stream && s.idx == nstreams - 1 && seq == 2 && !fault_fired.exchange(true);
-    bool limited = bucket.limited();
+    ChunkHasher h;
     for (uint64_t d = 0; d < c.len;) {
-      size_t n = static_cast<size_t>(std::min<uint64_t>(c.len - d, limited || !host || cut ? kPiece : c.len));
+      size_t n = static_cast<size_t>(std::min<uint64_t>(c.len - d, kPiece));
       if (cut && d >= c.len / 2) {  // fault: the connection dies mid-chunk
         std::lock_guard lock(mu);
         break_locked(s, "fault transport-break-stream");
@@ -618,18 +606,25 @@ class Sender : public std::enable_shared_from_this<Sender> {
         device_read(r, c.off + d, staging->data(), n);
         p = staging->data();
       }
-      if (flip) {  // fault: one byte of the first piece differs on the wire, the header's hash does not
+      h.update(p, n);
+      if (flip) {  // fault: one byte of the first piece differs on the wire, the trailer's hash does not
         flip = false;
         std::vector<uint8_t> bad(p, p + std::min<size_t>(n, 4096));
         bad[0] ^= 0xff;
-        if (!write_full(sock->fd, bad.data(), bad.size())) return false;
-        if (n > bad.size() && !write_full(sock->fd, p + bad.size(), n - bad.size())) return false;
-      } else if (!write_full(sock->fd, p, n)) {
+        if (!write_full(sock->fd, bad.data(), bad.size(), MSG_MORE)) return false;
+        if (n > bad.size() && !write_full(sock->fd, p + bad.size(), n - bad.size(), MSG_MORE)) return false;
+      } else if (!write_full(sock->fd, p, n, MSG_MORE)) {
         return false;
       }
       d += n;
     }
-    return true;
+    uint64_t hash = h.digest();
+    {  // before the trailer goes: the ack that answers it looks the hash up
+      std::lock_guard lock(mu);
+      auto it = s.unacked.find(seq);
+      if (it != s.unacked.end()) it->second.hash = hash;
+    }
+    return write_full(sock->fd, &hash, sizeof hash);
   }
 
   void write_loop(SenderStream& s) {
@@ -1013,7 +1008,7 @@ class Receiver : public std::enable_shared_from_this<Receiver> {
       }
       bool fits = d.region && f.offset <= d.region->size - d.base && f.length <= d.region->size - d.base - f.offset;
       if (!fits) {
-        if (!drain(fd, f.length, scratch)) return errno_text(errno);
+        if (!drain(fd, f.length + sizeof(uint64_t), scratch)) return errno_text(errno);  // bytes and trailer
         Failure e(PHOS_ERR_NOT_FOUND, "pccl transport: no destination registered for alloc " + std::to_string(f.alloc) + " covering [" +
                                           std::to_string(f.offset) + ", +" + std::to_string(f.length) + ")");
         e.with("alloc", f.alloc).with("offset", static_cast<double>(f.offset));
@@ -1023,7 +1018,7 @@ class Receiver : public std::enable_shared_from_this<Receiver> {
       }
       uint64_t got = 0;
       if (!receive_chunk(fd, f, d, got)) return errno ? errno_text(errno) : "connection closed by the peer mid-chunk";
-      if (got != f.hash) {
+      if (got != f.hash) {  // f.hash: the trailer, filled in by receive_chunk
         corrupt(idx, f, got);
         if (!ack(fd, kAckCorrupt, f.seq, got)) return errno_text(errno);
         continue;
@@ -1043,11 +1038,12 @@ class Receiver : public std::enable_shared_from_this<Receiver> {
     return true;
   }
 
-  // Receives the chunk's bytes into the destination, hashing each piece while it is still in cache.
-  // Host mappings take the bytes in place (no copy); a bad hash leaves them there, unreported, until
-  // the re-send overwrites them. Keeper regions: a chunk that fits the pinned staging buffer is checked
-  // before it is copied to the device; a larger one is copied piece by piece before its hash is known.
-  static bool receive_chunk(int fd, const Frame& f, const Dest& d, uint64_t& hash) {
+  // Receives the chunk's bytes into the destination, hashing each piece while it is still in cache, then
+  // its trailer into f.hash. Host mappings take the bytes in place (no copy); a bad hash leaves them
+  // there, unreported, until the re-send overwrites them. Keeper regions: a chunk that fits the pinned
+  // staging buffer is checked before it is copied to the device; a larger one is copied piece by piece
+  // before its hash is known.
+  static bool receive_chunk(int fd, Frame& f, const Dest& d, uint64_t& hash) {
     ChunkHasher h;
     const Region& r = *d.region;
     uint64_t at = d.base + f.offset;
@@ -1060,13 +1056,18 @@ class Receiver : public std::enable_shared_from_this<Receiver> {
         done += n;
       }
       hash = h.digest();
-      return true;
+      return read_full(fd, &f.hash, sizeof f.hash);
     }
     Staging st;
     if (f.length <= st.size()) {
-      if (!read_full(fd, st.data(), f.length)) return false;
-      h.update(st.data(), f.length);
+      for (uint64_t done = 0; done < f.length;) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(f.length - done, kPiece));
+        if (!read_full(fd, st.data() + done, n)) return false;
+        h.update(st.data() + done, n);
+        done += n;
+      }
       hash = h.digest();
+      if (!read_full(fd, &f.hash, sizeof f.hash)) return false;
       if (hash == f.hash) device_write(r, at, st.data(), f.length);
       return true;
     }
@@ -1078,7 +1079,7 @@ class Receiver : public std::enable_shared_from_this<Receiver> {
       done += n;
     }
     hash = h.digest();
-    return true;
+    return read_full(fd, &f.hash, sizeof f.hash);
   }
 
   void corrupt(uint32_t idx, const Frame& f, uint64_t got) {
@@ -1087,7 +1088,7 @@ class Receiver : public std::enable_shared_from_this<Receiver> {
       slots[idx].totals.corrupt += 1;
     }
     Failure e(PHOS_ERR_IMAGE_CORRUPT, "pccl transport: chunk at offset " + std::to_string(f.offset) + " of alloc " + std::to_string(f.alloc) +
-                                          " arrived with hash " + hash_hex(got) + ", its header says " + hash_hex(f.hash) +
+                                          " arrived with hash " + hash_hex(got) + ", its trailer says " + hash_hex(f.hash) +
                                           "; dropped, the sender re-sends it");
     e.with("alloc", f.alloc).with("offset", static_cast<double>(f.offset)).with("length", static_cast<double>(f.length));
     e.with("expected", hash_hex(f.hash)).with("actual", hash_hex(got));
