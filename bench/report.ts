@@ -10,7 +10,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = `${ROOT}bench/results`;
 const PLOT = 'bench/results/stall-restore.png';
 
-interface Doc<R> { machine: { gpu: string; kernel: string }; date: string; rows: R[] }
+interface Doc<R> { machine: { gpu: string; kernel: string }; date: string; commit?: string; rows: R[] }
 interface PhosRow { gib: number; reps: number; path: string; preDumpStallMs: number; preDumpMs: number; dumpMs: number; imageBytes: number; criuImageBytes: number; restoreToRunningMs: number | null; allOk: boolean }
 interface BaseRow { gib: number; reps: number; checkpointMs: number; criuDumpMs: number; imageBytes: number; criuRestoreMs: number; driverRestoreUnlockMs: number; restoreToRunningMs: number | null; stallMs: number; allOk: boolean }
 interface TorchBaseline { suspendPlusDumpMs: number; driverCheckpointMs: number | null; imageBytes: number; restoreMs: number; largestStepGapMs: number | null; match: boolean }
@@ -87,19 +87,31 @@ export function render(): { md: string; png: Buffer | null } {
     if (!b) continue;
     out.push(`| ${p.gib} GiB | ${p.reps} | ${p.path} | ${s(p.preDumpStallMs)} | ${s(b.stallMs)} | ${s(p.dumpMs)} | ${s(b.checkpointMs + b.criuDumpMs)} | ${gb(p.imageBytes)} (${gb(p.criuImageBytes)}) | ${gb(b.imageBytes)} | ${s(p.restoreToRunningMs)} | ${s(b.restoreToRunningMs)} | ${p.allOk && b.allOk ? 'yes' : 'NO'} |`);
   }
-  out.push('', 'Targets (DESIGN.md): pre-dump stall ≤ 1.0 s flat in size — ' +
-    phos.rows.map((p) => `${p.gib} GiB ${target(p.preDumpStallMs, 1000)}`).join(', ') + '; restore-to-running ≤ 1.0 s — ' +
-    phos.rows.map((p) => `${p.gib} GiB ${target(p.restoreToRunningMs, 1000)}`).join(', ') + '.', '', ...plot.md);
+  // A later run of phos alone (bench/gpu/phos.sh) measures the code as it is now; the targets are judged on it.
+  const latest = load<Doc<PhosRow>>('gpu-phos-kdat');
+  if (latest) {
+    out.push('', `phos alone, later (${latest.date}${latest.commit ? `, commit ${latest.commit}` : ''}: CRIU keeps its kernel-probe cache, see deploy/install.sh;`,
+      '`PHOS_BENCH_REPS=3 bash bench/gpu/phos.sh 1 4`, then `bash bench/gpu/phos.sh 16`, same machine and session):', '',
+      '| GPU memory | reps | phos pre-dump stall | phos dump | phos image (CRIU part) | phos restore-to-running | bit-exact |', '|---|---|---|---|---|---|---|',
+      ...latest.rows.map((p) => `| ${p.gib} GiB | ${p.reps} | ${s(p.preDumpStallMs)} | ${s(p.dumpMs)} | ${gb(p.imageBytes)} (${gb(p.criuImageBytes)}) | ${s(p.restoreToRunningMs)} | ${p.allOk ? 'yes' : 'NO'} |`));
+  }
+  // Sizes the later run did not measure are judged on the table above.
+  const judged = latest ? { ...latest, rows: merged(latest, phos)!.rows } : phos;
+  const older = latest ? phos.rows.filter((r) => !latest.rows.some((x) => x.gib === r.gib)).map((r) => `${r.gib} GiB`) : [];
+  out.push('', `Targets (DESIGN.md), on ${latest ? `the later run${older.length ? ` (${older.join(', ')}: the table above)` : ''}` : 'the run above'}: pre-dump stall ≤ 1.0 s flat in size — ` +
+    judged.rows.map((p) => `${p.gib} GiB ${target(p.preDumpStallMs, 1000)}`).join(', ') + '; restore-to-running ≤ 1.0 s — ' +
+    judged.rows.map((p) => `${p.gib} GiB ${target(p.restoreToRunningMs, 1000)}`).join(', ') + '.', '', ...plot.md);
   out.push(...torchSection(torch, '## A PyTorch training loop (small transformer + AdamW, `test/gpu/torch/train_loop.py`)', '`bash bench/gpu/run.sh torch`'));
   const llama = load<TorchDoc>('gpu-llama');
   const migrate = load<MigrateDoc>('gpu-migrate');
   const steps = load<StepsDoc>('gpu-migrate-steps');
   out.push(...torchSection(llama, '## A decoder with Llama-2-13B\'s shapes (26 GB of fp16 weights, generating tokens; `test/gpu/torch/llama_decode.py`)', '`bash bench/gpu/run.sh llama`'));
   out.push(...overheadSection(load<OverheadDoc>('gpu-overhead')));
-  out.push(...migrationSection([migrate, load<MigrateDoc>('gpu-migrate-repeat')], steps, load<MigrateDoc>('gpu-migrate-overlap-off')));
+  const migrations = [migrate, load<MigrateDoc>('gpu-migrate-repeat'), load<MigrateDoc>('gpu-migrate-kdat')];
+  out.push(...migrationSection(migrations, steps, load<MigrateDoc>('gpu-migrate-overlap-off'), load<StepsDoc>('gpu-migrate-kdat-steps')));
   out.push(...multiGpuSection(loadLines<MultiGpuCase>('gpu-multigpu')));
-  out.push(...pcclSection(load<PcclDoc>('gpu-pccl'), load<PcclDoc>('pccl')));
-  out.push(...missesSection(phos, { training: torch, 'Llama decoder': llama }, migrate, steps));
+  out.push(...pcclSection([load<PcclDoc>('gpu-pccl'), load<PcclDoc>('gpu-pccl-r2'), load<PcclDoc>('gpu-pccl-r3')], load<PcclDoc>('gpu-pccl-v1'), load<PcclDoc>('pccl')));
+  out.push(...missesSection(judged, { training: torch, 'Llama decoder': llama }, latestMigrations(migrations), steps));
   return { md: out.join('\n') + '\n', png: plot.png };
 }
 
@@ -146,7 +158,7 @@ interface MigrateDoc { machine: { gpu: string; kernel: string }; date: string; c
 type StepsDoc = { pid: number; bytesSent: number; steps: Record<string, number> }[];
 
 /** Live migration rows (bench/gpu/migrate.sh runs, newest first), or a line saying they have not been measured. */
-function migrationSection(runs: (MigrateDoc | null)[], steps: StepsDoc | null, overlapOff: MigrateDoc | null): string[] {
+function migrationSection(runs: (MigrateDoc | null)[], steps: StepsDoc | null, overlapOff: MigrateDoc | null, laterSteps: StepsDoc | null): string[] {
   const head = '## Live migration between two agents (two network namespaces, one GPU)';
   const cmd = 'Reproduce: `bash bench/gpu/pack.sh` here, then `bash bench/gpu/run.sh migrate` (= `bench/gpu/migrate.sh 16 1 train`) on the GPU machine (carry `.carry`).';
   const done = runs.filter((m): m is MigrateDoc => m !== null && m.unitMiB === 1024);
@@ -158,8 +170,8 @@ function migrationSection(runs: (MigrateDoc | null)[], steps: StepsDoc | null, o
   for (const m of done) {
     if (m !== done[0] && m.rows.every((r) => r.baselineReps === 0)) {
       // A run of phos alone (PHOS_BENCH_BASELINE=0) adds repetitions, not a side-by-side row.
-      out.push(`A second run of phos alone (${m.date}${m.commit ? `, commit ${m.commit}` : ''}; \`PHOS_BENCH_BASELINE=0 PHOS_BENCH_REPS=5 bash bench/gpu/migrate.sh 16\`): ` +
-        m.rows.map((r) => `counter ${r.gib} GiB, ${r.phosReps} reps, median downtime ${s(r.phosDowntimeMs)}`).join('; ') + '.', '');
+      out.push(`A later run of phos alone (${m.date}${m.commit ? `, commit ${m.commit}` : ''}; \`PHOS_BENCH_BASELINE=0 PHOS_BENCH_REPS=${m.rows[0]?.phosReps ?? 1} bash bench/gpu/migrate.sh 16\`): ` +
+        m.rows.map((r) => `counter ${r.gib} GiB, ${r.phosReps} reps, median downtime ${s(r.phosDowntimeMs)} (${(m.raw ?? []).filter((x) => x.gib === r.gib && x.ok).map((x) => s(x.downtimeMs)).join(', ')})`).join('; ') + '.', '');
       continue;
     }
     out.push(`${m.machine.gpu}, kernel ${m.machine.kernel}, ${m.date}${m.commit ? `, commit ${m.commit}` : ''}:`, '',
@@ -167,9 +179,8 @@ function migrationSection(runs: (MigrateDoc | null)[], steps: StepsDoc | null, o
       '|---|---|---|---|---|---|---|',
       ...m.rows.map((r) => `| ${r.workload === 'train' ? 'train (PyTorch)' : `counter ${r.gib} GiB`} | ${r.phosReps} / ${r.baselineReps} | ${s(r.phosDowntimeMs)} | ${s(r.phosAppGapMs)} | ${s(r.phosTotalMs)} | ${s(r.baselineDowntimeMs)} | ${s(r.baselineCopyMs)} |`), '');
   }
-  const all16 = done.flatMap((m) => m.raw ?? []).filter((r) => r.gib === 16 && r.system === 'phos' && r.ok);
-  if (done.length > 1 && all16.length) out.push(`Over all ${all16.length} phos migrations of counter 16 GiB above: median downtime ${s(med(all16.map((r) => r.downtimeMs)))}.`, '');
-  out.push('Target (DESIGN.md): migration downtime ≤ 1.5 s — ' + done[0]!.rows.map((r) => `${r.workload === 'train' ? 'train' : `${r.gib} GiB`} ${target(r.phosDowntimeMs, 1500)}`).join(', ') + '.', '');
+  out.push('Target (DESIGN.md): migration downtime ≤ 1.5 s, judged on the latest run of each workload — ' +
+    latestMigrations(runs).map((r) => `${r.workload === 'train' ? 'train' : `${r.gib} GiB`} ${s(r.phosDowntimeMs)} ${target(r.phosDowntimeMs, 1500)}`).join(', ') + '.', '');
   if (overlapOff) {
     // The same cutover with the final GPU round and the CPU image's shipping after CRIU's dump instead of during it.
     const on = done[0]!.rows;
@@ -187,7 +198,23 @@ function migrationSection(runs: (MigrateDoc | null)[], steps: StepsDoc | null, o
       'local memory) copied to the host by the driver checkpoint, CRIU dumping, shipping and restoring that with the rest of the',
       'CPU image, and the driver restore.', '');
   }
+  const later = laterSteps?.length ? laterSteps : null;
+  if (big && later) {
+    // Medians per step over the later run's migrations: what the kernel-probe cache and the faster transport changed.
+    const same = steps!.filter((m) => m.bytesSent >= 0.9 * big.bytesSent);
+    const col = (runs: StepsDoc, k: string) => med(runs.map((m) => m.steps[k]).filter((v): v is number => v !== undefined)).toFixed(0);
+    out.push(`The same steps, medians over the migrations of that size: the first run (${same.length}) and the later run of phos alone (${later.length}, \`bench/results/gpu-migrate-kdat-steps.json\`):`, '',
+      '| step | first run | later run |', '|---|---|---|',
+      ...Object.keys(big.steps).map((k) => `| ${k} | ${col(same, k)} | ${col(later, k)} |`), '');
+  }
   return out;
+}
+
+/** Per workload and size, the row of the newest migration run that measured it (runs are oldest first). */
+function latestMigrations(runs: (MigrateDoc | null)[]): MigrateRow[] {
+  const byKey = new Map<string, MigrateRow>();
+  for (const m of runs) for (const r of m?.unitMiB === 1024 ? m.rows : []) byKey.set(`${r.workload ?? 'counter'}:${r.gib}`, r);
+  return [...byKey.values()];
 }
 
 interface MultiGpuCase { case: string; mib: number; result: Record<string, unknown> }
@@ -221,7 +248,7 @@ export async function main(): Promise<void> {
 }
 
 /** Every target the runs above missed, with the measured steps it is made of. */
-function missesSection(phos: Doc<PhosRow>, torches: Record<string, TorchDoc | null>, migrate: MigrateDoc | null, steps: StepsDoc | null): string[] {
+function missesSection(phos: Doc<PhosRow>, torches: Record<string, TorchDoc | null>, migrateRows: MigrateRow[], steps: StepsDoc | null): string[] {
   const out = ['## Misses and what they are made of', ''];
   // The per-process steps every freeze pays, whatever the GPU memory size: medians over the migrations' cutovers.
   const step = (k: string) => med((steps ?? []).map((m) => m.steps[k]).filter((v): v is number => v !== undefined));
@@ -249,7 +276,7 @@ function missesSection(phos: Doc<PhosRow>, torches: Record<string, TorchDoc | nu
           : `  The other ${s((t.restoreToRunningMs ?? 0) - front)}: the restore's prelude (reading the manifest, claiming the pid) and the first step.`);
     }
   }
-  const migrations = steps?.length ? migrate?.rows.filter((r) => (r.phosDowntimeMs ?? 0) > 1500) ?? [] : [];
+  const migrations = steps?.length ? migrateRows.filter((r) => (r.phosDowntimeMs ?? 0) > 1500) : [];
   if (migrations.length) {
     // The cutover with the largest CPU image (the training loop's, when it ran) shows what grows with it.
     const big = steps!.reduce((a, b) => ((b.steps['source:criu-dump'] ?? 0) > (a.steps['source:criu-dump'] ?? 0) ? b : a)).steps;
@@ -265,17 +292,40 @@ function missesSection(phos: Doc<PhosRow>, torches: Record<string, TorchDoc | nu
 
 interface PcclDoc { date: string; machine: { kernel: string; nproc: number; cpu: string }; results: { streams: number; pccl: { mbPerSec: number }; raw: { mbPerSec: number }; ratio: number }[] }
 
-/** pccl against raw TCP streams between two network namespaces (bench/pccl.ts), on the GPU machine and here. */
-function pcclSection(...docs: (PcclDoc | null)[]): string[] {
+/**
+ * pccl against raw TCP streams between two network namespaces (bench/pccl.ts): the GPU machine's runs
+ * (one device call each, medians of 3 transfers per call) judged on their median, the transport before
+ * this version in the same session, and this machine.
+ */
+function pcclSection(gpuRuns: (PcclDoc | null)[], before: PcclDoc | null, here: PcclDoc | null): string[] {
   const out = ['## pccl transport against raw TCP (two network namespaces, 256 MiB in 2 MiB chunks)', '',
     'Reproduce: `npm run bench -- pccl` (this machine) or `bash bench/gpu/run.sh pccl` on the GPU machine (carry `.carry`). Target: ≥ 90 % of raw TCP.', ''];
-  for (const d of docs) {
-    if (!d) continue;
-    out.push(`${d.machine.nproc} CPUs (${d.machine.cpu}), kernel ${d.machine.kernel}, ${d.date.slice(0, 10)}:`, '', '| streams | pccl MB/s | raw TCP MB/s | pccl / raw |', '|---:|---:|---:|---:|',
-      ...d.results.map((r) => `| ${r.streams} | ${r.pccl.mbPerSec} | ${r.raw.mbPerSec} | ${(r.ratio * 100).toFixed(0)} % |`), '',
-      `Target ≥ 90 % — ${d.results.map((r) => `${r.streams} stream${r.streams > 1 ? 's' : ''} ${r.ratio >= 0.9 ? 'met' : 'missed'}`).join(', ')}.`, '');
+  const runs = gpuRuns.filter((d): d is PcclDoc => d !== null);
+  const pct = (r: number | undefined) => (r === undefined ? '-' : `${(r * 100).toFixed(0)} %`);
+  if (runs.length) {
+    const d = runs[0]!;
+    const streams = d.results.map((r) => r.streams);
+    const ratios = (n: number) => runs.map((x) => x.results.find((r) => r.streams === n)?.ratio).filter((v): v is number => v !== undefined);
+    out.push(`${d.machine.nproc} CPUs (${d.machine.cpu}), kernel ${d.machine.kernel}, ${d.date.slice(0, 10)}, ${runs.length} device calls` +
+      (before ? `; the v1 transport (hash in the header, scalar hash) ran in the same session with the first call's \`PHOS_PCCL_ADDON\`` : '') + ':', '',
+      `| streams | pccl MB/s (per call) | raw TCP MB/s (per call) | pccl / raw (per call) | median pccl / raw |${before ? ' v1 pccl / raw |' : ''}`,
+      `|---:|---:|---:|---:|---:|${before ? '---:|' : ''}`,
+      ...streams.map((n) => {
+        const per = runs.map((x) => x.results.find((r) => r.streams === n));
+        const v1 = before?.results.find((r) => r.streams === n);
+        return `| ${n} | ${per.map((r) => r?.pccl.mbPerSec ?? '-').join(' / ')} | ${per.map((r) => r?.raw.mbPerSec ?? '-').join(' / ')} | ${per.map((r) => pct(r?.ratio)).join(' / ')} | ${pct(med(ratios(n)))} |${before ? ` ${pct(v1?.ratio)} |` : ''}`;
+      }), '',
+      `Target ≥ 90 % (median over the calls) — ${streams.map((n) => `${n} stream${n > 1 ? 's' : ''} ${med(ratios(n)) >= 0.9 ? 'met' : 'missed'}`).join(', ')}.`,
+      'Above 100 %: the raw baseline sends each stream\'s share with one large send(); pccl\'s 256 KiB pieces with MSG_MORE', 'sometimes move faster on this machine. The spread between calls is the machine\'s, not the code\'s (one build ran all of them).', '');
   }
-  out.push('Unlike the raw streams, pccl hashes every 2 MiB chunk on both ends and acknowledges it before it counts as',
-    'delivered (the end-to-end check that lets a broken stream resume); how much of the gap that costs is not measured yet.', '');
+  if (here) {
+    out.push(`This machine: ${here.machine.nproc} CPUs (${here.machine.cpu}), kernel ${here.machine.kernel}, ${here.date.slice(0, 10)} (two CPUs carry both ends and the kernel's TCP work):`, '',
+      '| streams | pccl MB/s | raw TCP MB/s | pccl / raw |', '|---:|---:|---:|---:|',
+      ...here.results.map((r) => `| ${r.streams} | ${r.pccl.mbPerSec} | ${r.raw.mbPerSec} | ${pct(r.ratio)} |`), '');
+  }
+  const v1 = before?.results.map((r) => r.ratio) ?? [];
+  out.push('pccl hashes every byte on both ends and acknowledges each chunk before it counts as delivered (the end-to-end',
+    'check that lets a broken stream resume). Version 2 hashes each 256 KiB piece just before sending it (the hash is a',
+    `trailer) and with AVX-512${v1.length ? `; in the same session v1, which hashed each chunk in a pass of its own first, reached ${pct(Math.min(...v1))} to ${pct(Math.max(...v1))}` : ''}.`, '');
   return out;
 }
