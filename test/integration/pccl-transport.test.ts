@@ -212,13 +212,22 @@ describe('pccl transport on loopback', () => {
     expect(closed.bytes).toBeLessThan(64 * MiB);
   });
 
-  it('rejects a send for an alloc the receiver has no destination for with NOT_FOUND', async () => {
+  it('rejects a send for an alloc the receiver has no destination for with NOT_FOUND; the stream goes on', async () => {
     const r = receiver(1);
     try {
-      const tx = await pccl.transportConnect({ host: '127.0.0.1', port: r.rx.port, streams: 1 });
+      const senderEvents: TransportSenderEvent[] = [];
+      const tx = await pccl.transportConnect({ host: '127.0.0.1', port: r.rx.port, streams: 1, onEvent: (e) => senderEvents.push(e) });
       const err = await rejection(pccl.transportSend(tx.id, [{ src, offset: 0, length: CHUNK, alloc: ALLOC + 1, chunkOffset: 0 }]));
       expect(err.code).toBe('NOT_FOUND');
       expect(err.message).toContain(`alloc ${ALLOC + 1}`);
+      // The receiver skipped the refused chunk's bytes and its hash trailer: the same connection still
+      // frames the next chunks right (a miscount would read bytes as a header and break the stream).
+      poison(4 * CHUNK);
+      const ok = await pccl.transportSend(tx.id, itemsFor(4 * CHUNK));
+      expect(ok.bytes).toBe(4 * CHUNK);
+      expect(digest(dst, 4 * CHUNK)).toBe(digest(src, 4 * CHUNK));
+      expect(senderEvents).toEqual([]); // no broken stream, no resend
+      expect(r.events.filter((e) => e.type === 'error' || e.type === 'stream-closed').length).toBe(1); // the refusal only
       await pccl.transportClose(tx.id);
     } finally {
       r.close();
