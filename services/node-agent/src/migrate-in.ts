@@ -266,7 +266,7 @@ export class MigrationsIn {
     const check = () => man.chunks.filter((c) => m.got.get(`${c.alloc}:${c.index * man.chunkSize}`) !== c.hash);
     let missing = check();
     // Arrival events reach JS through the addon's queue: give the last ones a moment before judging.
-    for (let i = 0; i < 50 && missing.length !== expected; i++) { await new Promise((res) => setTimeout(res, 20)); missing = check(); }
+    for (let i = 0; i < 500 && missing.length !== expected; i++) { await new Promise((res) => setTimeout(res, 2)); missing = check(); }
     if (missing.length !== expected || missing.some((c) => !slab.has(c.alloc))) {
       const c = missing[0];
       throw new PhosError('IMAGE_CORRUPT', `migration ${m.id}: ${missing.length} chunks did not arrive as the source recorded them (${expected} follow by post-copy)${c ? `, e.g. chunk ${c.index} of allocation ${c.alloc}` : ''}`, { details: { missing: missing.length, expected } });

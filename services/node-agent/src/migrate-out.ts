@@ -418,7 +418,8 @@ export class MigrationsOut {
     }
     m.phase = 'dumped';
     // The target restores under the same pid: on one machine (hosts as namespaces) it must be gone first.
-    for (const end = Date.now() + 5000; existsSync(`/proc/${m.pid}`) && Date.now() < end;) await new Promise((res) => setTimeout(res, 10));
+    // Polled finely: this wait is inside the downtime.
+    for (const end = Date.now() + 5000; existsSync(`/proc/${m.pid}`) && Date.now() < end;) await new Promise((res) => setTimeout(res, 2));
     return {
       v: PROTO_VERSION, manifest: readFileSync(join(r.dir, 'manifest.json'), 'utf8'), finalBytes: sent.bytes, freezeMs: r.stallMs,
       postcopyChunks: m.postcopy.length, postcopyBytes: m.postcopy.reduce((s, c) => s + c.length, 0),
