@@ -225,6 +225,6 @@ commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=
 json.dump({"bench": "gpu-migrate", "machine": {"gpu": gpu, "kernel": platform.release()}, "date": datetime.date.today().isoformat(), "commit": commit, "unitMiB": int(sys.argv[2]), "rows": table, "raw": rows}, open(sys.argv[1], "w"), indent=1)
 print(json.dumps(table, indent=1))' "$OUT/gpu-migrate.json" "$UNIT_MIB"
   # Where each phos migration's downtime went (source and target agent steps).
-  python3 "$ROOT/bench/gpu/migrate_steps.py" "$STATE/a/agent.log" "$STATE/b/agent.log" >"$OUT/gpu-migrate-steps.json" || true
+  python3 "$ROOT/bench/gpu/migrate_steps.py" "$STATE/a/agent.log" "$STATE/b/agent.log" "$STATE/coordinator.log" >"$OUT/gpu-migrate-steps.json" || true
 }
 [ "${BASH_SOURCE[0]}" = "$0" ] && main
