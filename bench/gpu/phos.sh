@@ -65,10 +65,10 @@ cycle() {
   # All memory resident: the restore is lazy, so wait for the agent's background fill to finish.
   for _ in $(seq 1200); do [ "$(grep -c 'background fill \(complete\|failed\|stopped\)' "$STATE/agent.log")" -gt "$fills" ] && break; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null
-  python3 - "$applog" "$gib" "$pre" "$pre_end" "$dump" "$rest" "$rs" "$img" "$STATE" <<'PY'
+  python3 - "$applog" "$gib" "$pre" "$pre_end" "$dump" "$rest" "$rs" "$img" "$STATE" "$pid" <<'PY'
 import json, os, sys
 from datetime import datetime
-applog, gib, pre, pre_end, dump, rest, rs, img, state = sys.argv[1:]
+applog, gib, pre, pre_end, dump, rest, rs, img, state, pid_s = sys.argv[1:]
 fill = None  # epoch ms of the last background fill that ended after the restore began
 for l in open(os.path.join(state, 'agent.log')):
     try: d = json.loads(l)
@@ -84,11 +84,20 @@ def gap(lo, hi):
 after = [t for _, t in steps if t > rs]
 size = lambda d: sum(os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(d) for f in fs)
 pj = json.load(open(os.path.join(state, 'pre.json'))); dj = json.load(open(os.path.join(state, 'dump.json')))
+# The agent's steps for this pid (ms): where the pre-dump stall and the restore go.
+agent_steps = {}
+for l in open(os.path.join(state, 'agent.log')):
+    try: d = json.loads(l)
+    except ValueError: continue
+    if d.get('msg') == 'step done' and d.get('pid') == int(pid_s): agent_steps[d['procedure'].split(' ')[0] + ':' + d['step']] = d['ms']
+pick = lambda k: round(agent_steps[k], 1) if k in agent_steps else None
 print(json.dumps({"gib": int(gib), "preDumpMs": int(pre), "preDumpStallMs": gap(pre_start, pre_end),
   "preDumpPath": pj.get("result", {}).get("path"), "dumpMs": int(dump), "dumpPath": dj.get("result", {}).get("path"),
   "safeReason": dj.get("result", {}).get("safeReason") or pj.get("result", {}).get("safeReason"), "agentStallMs": pj.get("result", {}).get("stallMs"),
   "imageBytes": size(os.path.join(img, "full")), "criuImageBytes": size(os.path.join(img, "full", "criu")),
   "restoreMs": int(rest), "restoreToRunningMs": (after[0] - rs) if after else None, "residentMs": (fill - rs) if fill else None,
+  "preDumpCheckpointMs": pick("pre-dump:checkpoint"), "preDumpCriuMs": pick("pre-dump:criu-dump"), "preDumpResumeMs": pick("pre-dump:resume"),
+  "restoreCriuMs": pick("restore:criu-restore"), "restoreDriverMs": pick("restore:driver-restore"),
   "stepsOk": not any(l.endswith(" BAD") for l in lines)}))
 PY
   rm -rf "$img"
