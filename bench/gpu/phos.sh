@@ -10,6 +10,8 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 read -r -a SIZES <<<"${*:-1 4 16}"
 REPS=${PHOS_BENCH_REPS:-3}
+# Sizes of 16 GiB and more take ~40 s a cycle: once by default (PHOS_BENCH_REPS_LARGE=3 for a median).
+REPS_LARGE=${PHOS_BENCH_REPS_LARGE:-1}
 UNIT_MIB=${PHOS_BENCH_UNIT_MIB:-1024}
 STATE=/dev/shm/phos-bench
 log() { echo "[phos-bench $(date +%T)] $*" >&2; }
@@ -109,7 +111,7 @@ main() {
   trap 'kill $AGENT 2>/dev/null' EXIT
   local rows=() r
   for gib in "${SIZES[@]}"; do
-    local reps=$REPS; [ "$gib" -ge 16 ] && reps=1
+    local reps=$REPS; [ "$gib" -ge 16 ] && reps=$REPS_LARGE
     for rep in $(seq "$reps"); do
       log "counter $gib x ${UNIT_MIB} MiB, repetition $rep"
       r=$(cycle "$gib") && { echo "$r"; rows+=("$r"); } || tail -30 "$STATE/agent.log" >&2
