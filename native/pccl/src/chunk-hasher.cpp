@@ -1,6 +1,7 @@
 // See chunk-hasher.h. The chunk hash is a sum of independent per-word mixes, so eight words go through
-// one AVX-512 lane each (vpmullq does the 64-bit multiplies); measured 3x the scalar loop on a 2-core
-// EPYC VM. The transport hashes every byte it sends and receives: this is on its critical path.
+// one AVX-512 lane each (vpmullq does the 64-bit multiplies): about 3x the scalar loop in a one-off
+// microbenchmark on the 2-core EPYC VM. The transport hashes every byte it sends and receives: this is
+// on its critical path.
 #include "chunk-hasher.h"
 
 #if defined(__x86_64__)

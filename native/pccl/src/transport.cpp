@@ -1038,34 +1038,34 @@ class Receiver : public std::enable_shared_from_this<Receiver> {
     return true;
   }
 
-  // Receives the chunk's bytes into the destination, hashing each piece while it is still in cache, then
-  // its trailer into f.hash. Host mappings take the bytes in place (no copy); a bad hash leaves them
-  // there, unreported, until the re-send overwrites them. Keeper regions: a chunk that fits the pinned
-  // staging buffer is checked before it is copied to the device; a larger one is copied piece by piece
-  // before its hash is known.
+  // Reads n bytes into dst in kPiece pieces, hashing each while it is still in cache.
+  static bool read_hashed(int fd, uint8_t* dst, uint64_t n, ChunkHasher& h) {
+    for (uint64_t done = 0; done < n;) {
+      size_t k = static_cast<size_t>(std::min<uint64_t>(n - done, kPiece));
+      if (!read_full(fd, dst + done, k)) return false;
+      h.update(dst + done, k);
+      done += k;
+    }
+    return true;
+  }
+
+  // Receives the chunk's bytes into the destination, hashing them as they come, then its trailer into
+  // f.hash. Host mappings take the bytes in place (no copy); a bad hash leaves them there, unreported,
+  // until the re-send overwrites them. Keeper regions: a chunk that fits the pinned staging buffer is
+  // checked before it is copied to the device; a larger one is copied piece by piece before its hash is
+  // known.
   static bool receive_chunk(int fd, Frame& f, const Dest& d, uint64_t& hash) {
     ChunkHasher h;
     const Region& r = *d.region;
     uint64_t at = d.base + f.offset;
     if (!r.is_device()) {
-      uint8_t* p = r.host + at;
-      for (uint64_t done = 0; done < f.length;) {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(f.length - done, kPiece));
-        if (!read_full(fd, p + done, n)) return false;
-        h.update(p + done, n);
-        done += n;
-      }
+      if (!read_hashed(fd, r.host + at, f.length, h)) return false;
       hash = h.digest();
       return read_full(fd, &f.hash, sizeof f.hash);
     }
     Staging st;
     if (f.length <= st.size()) {
-      for (uint64_t done = 0; done < f.length;) {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(f.length - done, kPiece));
-        if (!read_full(fd, st.data() + done, n)) return false;
-        h.update(st.data() + done, n);
-        done += n;
-      }
+      if (!read_hashed(fd, st.data(), f.length, h)) return false;
       hash = h.digest();
       if (!read_full(fd, &f.hash, sizeof f.hash)) return false;
       if (hash == f.hash) device_write(r, at, st.data(), f.length);
@@ -1073,8 +1073,7 @@ class Receiver : public std::enable_shared_from_this<Receiver> {
     }
     for (uint64_t done = 0; done < f.length;) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(f.length - done, st.size()));
-      if (!read_full(fd, st.data(), n)) return false;
-      h.update(st.data(), n);
+      if (!read_hashed(fd, st.data(), n, h)) return false;
       device_write(r, at + done, st.data(), n);
       done += n;
     }
