@@ -25,6 +25,8 @@ const s = (ms: number | null | undefined) => (ms === null || ms === undefined ? 
 const gb = (b: number) => `${(b / 1e9).toFixed(2)} GB`;
 const med = (xs: number[]) => { const o = [...xs].sort((a, b) => a - b); const m = o.length >> 1; return o.length === 0 ? 0 : o.length % 2 ? o[m]! : (o[m - 1]! + o[m]!) / 2; };
 const target = (ms: number | null, limit: number) => (ms !== null && ms <= limit ? 'met' : 'missed');
+/** The median of one step over migration step breakdowns that have it. */
+const stepMedian = (runs: { steps: Record<string, number> }[], k: string) => med(runs.map((m) => m.steps[k]).filter((v): v is number => v !== undefined));
 
 /** One plot series from result rows: the sizes holding a positive figure become points, the rest are named. */
 function series<R extends { gib: number }>(label: string, rows: R[], ms: (r: R) => number | null | undefined, style: Omit<Series, 'label' | 'points'>): { s: Series; missing: number[] } {
@@ -111,7 +113,7 @@ export function render(): { md: string; png: Buffer | null } {
   out.push(...migrationSection(migrations, steps, load<MigrateDoc>('gpu-migrate-overlap-off'), load<StepsDoc>('gpu-migrate-kdat-steps')));
   out.push(...multiGpuSection(loadLines<MultiGpuCase>('gpu-multigpu')));
   out.push(...pcclSection([load<PcclDoc>('gpu-pccl'), load<PcclDoc>('gpu-pccl-r2'), load<PcclDoc>('gpu-pccl-r3')], load<PcclDoc>('gpu-pccl-v1'), load<PcclDoc>('pccl')));
-  out.push(...missesSection(judged, { training: torch, 'Llama decoder': llama }, latestMigrations(migrations), steps));
+  out.push(...missesSection(judged, { training: torch, 'Llama decoder': llama }, latestMigrations(migrations), steps, load<StepsDoc>('gpu-migrate-kdat-steps')));
   return { md: out.join('\n') + '\n', png: plot.png };
 }
 
@@ -203,7 +205,7 @@ function migrationSection(runs: (MigrateDoc | null)[], steps: StepsDoc | null, o
   if (big && later) {
     // Medians per step over the later run's migrations: what the kernel-probe cache and the faster transport changed.
     const same = steps!.filter((m) => m.bytesSent >= 0.9 * big.bytesSent);
-    const col = (runs: StepsDoc, k: string) => med(runs.map((m) => m.steps[k]).filter((v): v is number => v !== undefined)).toFixed(0);
+    const col = (runs: StepsDoc, k: string) => stepMedian(runs, k).toFixed(0);
     out.push(`The same steps, medians over the migrations of that size: the first run (${same.length}) and the later run of phos alone (${later.length}, \`bench/results/gpu-migrate-kdat-steps.json\`):`, '',
       '| step | first run | later run |', '|---|---|---|',
       ...Object.keys(big.steps).map((k) => `| ${k} | ${col(same, k)} | ${col(later, k)} |`), '');
@@ -249,11 +251,11 @@ export async function main(): Promise<void> {
 }
 
 /** Every target the runs above missed, with the measured steps it is made of. */
-function missesSection(phos: Doc<PhosRow>, torches: Record<string, TorchDoc | null>, migrateRows: MigrateRow[], steps: StepsDoc | null): string[] {
+function missesSection(phos: Doc<PhosRow>, torches: Record<string, TorchDoc | null>, migrateRows: MigrateRow[], steps: StepsDoc | null, laterSteps: StepsDoc | null): string[] {
   const out = ['## Misses and what they are made of', ''];
-  // The per-process steps every freeze pays, whatever the GPU memory size: medians over the migrations' cutovers.
-  const step = (k: string) => med((steps ?? []).map((m) => m.steps[k]).filter((v): v is number => v !== undefined));
-  const fixed = steps?.length ? `driver checkpoint ${s(step('source:checkpoint'))}, CRIU dump ${s(step('source:criu-dump'))}, driver restore ${s(step('target:driver-restore'))} (medians over the migrations above)` : null;
+  // The per-process steps every freeze pays, whatever the GPU memory size: medians over the latest run's cutovers.
+  const recent = laterSteps?.length ? laterSteps : steps ?? [];
+  const fixed = recent.length ? `driver checkpoint ${s(stepMedian(recent, 'source:checkpoint'))}, CRIU dump ${s(stepMedian(recent, 'source:criu-dump'))}, driver restore ${s(stepMedian(recent, 'target:driver-restore'))} (medians over the ${recent === laterSteps ? 'later run\'s ' : ''}migrations above)` : null;
   const late = phos.rows.filter((r) => r.preDumpStallMs > 1000);
   if (late.length) {
     out.push(`- **counter pre-dump stall** ${late.map((r) => `${r.gib} GiB ${s(r.preDumpStallMs)}`).join(', ')} (target 1.0 s). It does not grow with GPU memory (the keeper copies it`,
