@@ -257,25 +257,39 @@ CUresult cuCtxGetStreamPriorityRange(int *leastPriority, int *greatestPriority) 
   return CUDA_SUCCESS;
 }
 
+namespace {
+// The current context's slot for a limit, or nullptr for one the driver does not have.
+size_t *limit_slot(CUlimit limit) {
+  CUcontext c = phos::cudasim::current_context();
+  switch (limit) {
+    case CU_LIMIT_STACK_SIZE: return &c->stack_bytes;
+    case CU_LIMIT_PRINTF_FIFO_SIZE: return &c->printf_fifo_bytes;
+    case CU_LIMIT_MALLOC_HEAP_SIZE: return &c->malloc_heap_bytes;
+    case CU_LIMIT_DEV_RUNTIME_SYNC_DEPTH: return &c->sync_depth;
+    case CU_LIMIT_DEV_RUNTIME_PENDING_LAUNCH_COUNT: return &c->pending_launches;
+    case CU_LIMIT_MAX_L2_FETCH_GRANULARITY: return &c->l2_fetch_bytes;
+    case CU_LIMIT_PERSISTING_L2_CACHE_SIZE: return &c->l2_persisting_bytes;
+    default: return nullptr;
+  }
+}
+}  // namespace
+
 CUresult cuCtxGetLimit(size_t *pvalue, CUlimit limit) {
   if (CUresult r = require_context()) return r;
   if (!pvalue) return CUDA_ERROR_INVALID_VALUE;
-  switch (limit) {
-    case CU_LIMIT_STACK_SIZE: *pvalue = 1024; break;
-    case CU_LIMIT_PRINTF_FIFO_SIZE: *pvalue = 1 << 20; break;
-    case CU_LIMIT_MALLOC_HEAP_SIZE: *pvalue = 8 << 20; break;
-    case CU_LIMIT_DEV_RUNTIME_SYNC_DEPTH: *pvalue = 2; break;
-    case CU_LIMIT_DEV_RUNTIME_PENDING_LAUNCH_COUNT: *pvalue = 2048; break;
-    case CU_LIMIT_MAX_L2_FETCH_GRANULARITY: *pvalue = 64; break;
-    case CU_LIMIT_PERSISTING_L2_CACHE_SIZE: *pvalue = 0; break;
-    default: return CUDA_ERROR_UNSUPPORTED_LIMIT;
-  }
+  size_t *slot = limit_slot(limit);
+  if (!slot) return CUDA_ERROR_UNSUPPORTED_LIMIT;
+  *pvalue = *slot;
   return CUDA_SUCCESS;
 }
 
-CUresult cuCtxSetLimit(CUlimit limit, size_t) {
+// Values are kept as given (the real driver rounds some up; a stack of 0 reads back 0 there too).
+CUresult cuCtxSetLimit(CUlimit limit, size_t value) {
   if (CUresult r = require_context()) return r;
-  return limit < CU_LIMIT_MAX ? CUDA_SUCCESS : CUDA_ERROR_UNSUPPORTED_LIMIT;
+  size_t *slot = limit_slot(limit);
+  if (!slot) return CUDA_ERROR_UNSUPPORTED_LIMIT;
+  *slot = value;
+  return CUDA_SUCCESS;
 }
 
 CUresult cuCtxGetCacheConfig(CUfunc_cache *pconfig) {

@@ -14,6 +14,9 @@ struct CUctx_st {
   int refs = 0;         // primary: retain count
   unsigned long long id = 0;
   std::vector<CUcontext> peers;  // cuCtxEnablePeerAccess'ed from this one (under the context mutex)
+  // cuCtxSetLimit's settable limits, with the real driver's defaults (an H200's, driver 580).
+  size_t stack_bytes = 1024, printf_fifo_bytes = 1 << 20, malloc_heap_bytes = 8 << 20;
+  size_t sync_depth = 2, pending_launches = 2048, l2_fetch_bytes = 64, l2_persisting_bytes = 0;
 };
 
 namespace phos::cudasim {

@@ -102,8 +102,10 @@
 #define PHOS_DRIVER_ONLY_ENTRY_POINTS(X)                                    \
   X(cuCtxGetCurrent, PFN_cuCtxGetCurrent_v4000)                             \
   X(cuCtxGetDevice, PFN_cuCtxGetDevice_v2000)                               \
+  X(cuCtxGetLimit, PFN_cuCtxGetLimit_v3010)                                 \
   X(cuCtxGetStreamPriorityRange, PFN_cuCtxGetStreamPriorityRange_v5050)     \
   X(cuCtxSetCurrent, PFN_cuCtxSetCurrent_v4000)                             \
+  X(cuCtxSetLimit, PFN_cuCtxSetLimit_v3010)                                 \
   X(cuCtxSynchronize, PFN_cuCtxSynchronize_v2000)                           \
   X(cuDeviceCanAccessPeer, PFN_cuDeviceCanAccessPeer_v4000)                 \
   X(cuDeviceGet, PFN_cuDeviceGet_v2000)                                     \

@@ -80,9 +80,28 @@ struct Gpu {
   Module *mod = nullptr;
   CUfunction fill = nullptr, verify = nullptr, step = nullptr, digest = nullptr;
   CUdeviceptr out = 0;
+  size_t stack = 0;  // the context's per-thread stack limit as the program found it
 };
 
 void use(const Gpu &g) { WL_CK(cuCtxSetCurrent(g.ctx)); }
+
+// Context settings are the app's too: a checkpoint or a freeze may change them only while the app cannot
+// see it (libphos lowers the stack limit while frozen). False, and a line on stderr, when one differs.
+bool limits_kept(const std::vector<Gpu> &gpus, uint64_t k) {
+  bool good = true;
+  for (size_t d = 0; d < gpus.size(); ++d) {
+    use(gpus[d]);
+    size_t v = 0;
+    WL_CK(cuCtxGetLimit(&v, CU_LIMIT_STACK_SIZE));
+    if (v != gpus[d].stack) {
+      std::fprintf(stderr, "counter: step %llu: device %zu's stack limit is %zu B, was %zu B\n",
+                   static_cast<unsigned long long>(k), d, v, gpus[d].stack);
+      good = false;
+    }
+  }
+  use(gpus[0]);
+  return good;
+}
 
 // Verifies every cold buffer on its own device against the pattern and the model's digests; returns
 // the sum of the device digests, or sets ok = false. Cold buffer b lives on device b % gpus.size().
@@ -150,6 +169,7 @@ int run(const Cli &cli, const Layout &l) {
     use(gpus[d]);
     mods.push_back(std::make_unique<Module>(kPtx));
     Gpu &g = gpus[d];
+    WL_CK(cuCtxGetLimit(&g.stack, CU_LIMIT_STACK_SIZE));
     g.mod = mods.back().get();
     g.fill = g.mod->fn("wl_counter_fill"), g.verify = g.mod->fn("wl_counter_verify");
     g.step = g.mod->fn("wl_counter_step"), g.digest = g.mod->fn("wl_digest");
@@ -196,7 +216,10 @@ int run(const Cli &cli, const Layout &l) {
       std::fprintf(stderr, "counter: step %llu: the hot buffer's copy on device 1 differs\n", static_cast<unsigned long long>(k));
       good = false;
     }
-    if (every != 0 && k % every == 0) verify_cold(l, m, gpus, cold, good);
+    if (every != 0 && k % every == 0) {
+      verify_cold(l, m, gpus, cold, good);
+      good = limits_kept(gpus, k) && good;
+    }
     return good;
   });
 
