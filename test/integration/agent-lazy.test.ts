@@ -3,8 +3,11 @@
 // chunks first). The app steps before the fill ends and still finishes on its reference checksum; a chunk
 // file whose hash no longer matches is found while filling, stays pending (the app waits, never sees its
 // bytes), is named in the agent log and in ps (failed-fill), and a checkpoint of that process is refused.
+// These run with image.prefill off, so every chunk waits at the gate; the last test turns it on (the
+// default): chunks read while CRIU restores never reach the gate.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ProcessInfo } from '../../proto/src/index.ts';
 import { assertContinuous, parseWorkloadLog, readWorkloadLog, referenceChecksum, waitForLog, workloadPath } from '../helpers/workload.ts';
@@ -14,7 +17,9 @@ type Fill = NonNullable<ProcessInfo['fill']>;
 type Restored = ProcessInfo & { ms: number; releaseMs: number };
 
 let agent: AgentHandle;
-beforeEach(async () => { agent = await startAgent('26000-26999'); });
+const noPrefill = join(mkdtempSync(join(tmpdir(), 'phos-lazy-')), 'agent.yaml');
+writeFileSync(noPrefill, 'image:\n  prefill: false\n');
+beforeEach(async (t) => { agent = await startAgent('26000-26999', t.task.name.startsWith('prefill') ? {} : { PHOS_AGENT_CONFIG: noPrefill }); });
 afterEach(async () => { await agent.stop(); });
 
 async function fillOf(pid: number): Promise<Fill | undefined> {
@@ -120,5 +125,25 @@ describe('lazy restore (agent, CRIU, cudasim)', () => {
     expect(await appGone(pid)).toBe(true);
     const ps = await agent.phosJson<{ processes: { pid: number; state: string }[] }>(['ps']);
     expect(ps.last.processes.find((x) => x.pid === pid && x.state === 'running')).toBeUndefined();
+  }, 120_000);
+
+  it('prefill (the default): chunks read while CRIU restores never reach the gate; a flipped byte still stays pending, named', async () => {
+    const args = ['--mib', '32', '--steps', '200', '--step-ms', '20', '--verify-every', '5'];
+    const { pid, img } = await dumpCounter(args, 'img-prefill');
+    const chunks = (JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8')) as { chunks: unknown[] }).chunks.length;
+    const chunk = join(img, 'gpu', gpuFiles(img)[3]!);
+    const bytes = readFileSync(chunk);
+    bytes[4242] = bytes[4242]! ^ 0x10;
+    writeFileSync(chunk, bytes);
+
+    const r = await agent.call<Restored>('restore', { dir: img });
+    expect(r.pid).toBe(pid);
+    expect(r.fill!.chunksTotal, 'chunks left to the gate').toBeLessThan(chunks);
+    expect(r.fill!.chunksTotal, 'the corrupt chunk is never read into the app').toBeGreaterThanOrEqual(1);
+    expect(agent.agentLog()).toMatch(/chunks read while CRIU restored/);
+    const f = await fillEnded(pid);
+    expect(f.state).toBe('failed');
+    expect(f.errors.map((e) => e.path)).toEqual([chunk]);
+    expect(existsSync(`/proc/${pid}`)).toBe(true);
   }, 120_000);
 });

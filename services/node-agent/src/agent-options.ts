@@ -41,6 +41,8 @@ export interface AgentOptions {
   image?: {
     /** fsync chunk files, their directory and the manifest before an image counts as sealed. @default DEFAULT_FSYNC */
     fsync?: boolean;
+    /** A restore reads the GPU chunks into device memory while CRIU restores the process; false: every chunk waits behind libphos's gate for the fill after the thaw. @default true */
+    prefill?: boolean;
   };
   /** VA region handed to libphos (PHOS_VA_BASE, PHOS_VA_SIZE). Every process of a node gets the same one. */
   va?: { base?: number | string; size?: number | string };
@@ -67,6 +69,7 @@ export interface CompiledAgentOptions {
   libcuda: string | null;
   criu: string | null;
   fsync: boolean;
+  prefill: boolean;
   vaBase: number;
   vaSize: number;
   chunkSize: number;
@@ -129,11 +132,13 @@ export function compileAgentOptions(o: AgentOptions = {}): CompiledAgentOptions 
   for (const [k, v] of Object.entries(env)) if (typeof v !== 'string') throw bad(`env.${k}`, 'must be a string');
   const fsync = o.image?.fsync ?? DEFAULT_FSYNC;
   if (typeof fsync !== 'boolean') throw bad('image.fsync', 'must be true or false');
+  const prefill = o.image?.prefill ?? true;
+  if (typeof prefill !== 'boolean') throw bad('image.prefill', 'must be true or false');
   return {
     socket, controlSocket, stateDir, logsDir: join(stateDir, 'logs'), node, pidMin, pidMax, pidHoldSeconds,
     libphos: absPath('libphos', o.libphos, join(ROOT, 'build/native/hijack/libphos.so')),
     libcuda: o.libcuda ? absPath('libcuda', o.libcuda, '') : null,
-    criu: o.criu ?? null, fsync,
+    criu: o.criu ?? null, fsync, prefill,
     vaBase, vaSize: num('va.size', o.va?.size, DEFAULT_VA_SIZE), chunkSize: DEFAULT_CHUNK_SIZE, env,
     keeperPath: o.keeperPath ?? true,
     nats: o.nats ?? null,

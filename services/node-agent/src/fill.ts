@@ -209,6 +209,54 @@ export class Filler {
   }
 }
 
+/** A chunk read before the process exists: into which keeper region, where; `key` names it (chunkKey). */
+export interface PrefillChunk { key: string; region: number; offset: number; length: number; path: string; hash: string }
+
+export const chunkKey = (alloc: number, index: number): string => `${alloc}:${index}`;
+
+/**
+ * Reads a restore's chunks into its fresh keeper memory while CRIU restores the process (which takes a
+ * second for a PyTorch process's CPU image), ascending, in batches. The thaw stops it after the batch in
+ * flight and leaves only the chunks it did not reach behind the gate, so an image that fits in that time
+ * is not waited for by the app's first launches. A batch with a corrupt file is skipped: its chunks stay
+ * for the Filler, which names the file.
+ */
+export class Prefill {
+  readonly done = new Set<string>();
+  private stopRequested = false;
+  private readonly finished: Promise<void>;
+  private readonly t0 = performance.now();
+
+  constructor(chunks: PrefillChunk[], private readonly log: Logger) {
+    this.finished = this.run(chunks);
+  }
+
+  private async run(chunks: PrefillChunk[]): Promise<void> {
+    for (let i = 0; i < chunks.length && !this.stopRequested;) {
+      const region = chunks[i]!.region;
+      const batch: PrefillChunk[] = [];
+      while (i < chunks.length && batch.length < FILL_BATCH && chunks[i]!.region === region) batch.push(chunks[i++]!);
+      try {
+        await pccl.readChunks({ dst: region, items: batch.map(({ offset, length, path, hash }) => ({ offset, length, path, hash })) });
+        for (const c of batch) this.done.add(c.key);
+      } catch (err) {
+        if (!(err instanceof PhosError && err.code === 'IMAGE_CORRUPT')) {
+          this.log.warn({ err }, 'prefill stopped: the chunks left fill after the thaw');
+          return;
+        }
+      }
+    }
+  }
+
+  /** Stops after the batch in flight; resolves with the chunks that landed. */
+  async stop(): Promise<Set<string>> {
+    this.stopRequested = true;
+    await this.finished;
+    this.log.debug({ chunks: this.done.size, ms: Math.round(performance.now() - this.t0) }, 'prefill stopped');
+    return this.done;
+  }
+}
+
 /** Fill chunks for the slab allocations of a manifest (gate index = (va - vaBase) / chunkSize + index). */
 export function fillChunks(dir: string, chunks: { alloc: number; index: number; hash: string; file: string }[], allocs: Map<number, { va: number; size: number; region: number }>, vaBase: number, chunkSize: number): FillChunk[] {
   const out: FillChunk[] = [];

@@ -10,7 +10,7 @@ import type { CompiledAgentOptions } from './agent-options.ts';
 import type { Reporter } from './checkpoint.ts';
 import { criuRestore, criuVersion } from './criu.ts';
 import { readManifest, verifyChunkFiles, verifyCriuFiles, verifyGpuChunks } from './image.ts';
-import { Filler, fillChunks, type FillChunk } from './fill.ts';
+import { Filler, Prefill, chunkKey, fillChunks, type FillChunk } from './fill.ts';
 import type { Keeper } from './keeper.ts';
 import { LIBPHOS_CHUNK, type LibphosLink } from './libphos-link.ts';
 import type { ProcessRecord, ProcessRegistry } from './process-registry.ts';
@@ -172,6 +172,17 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
     fresh = await allocateFresh(dir, m, lazy, report, place);
   }
   let filler = null as Filler | null;
+  // The chunks start landing now, while CRIU works; the thaw gates only those not read by then.
+  let prefill: Prefill | null = null;
+  if (lazy && d.o.prefill) {
+    const slabs = new Map(fresh.filter((a) => a.kind === 'slab').map((a) => [a.id, a]));
+    prefill = new Prefill(m.chunks.flatMap((c) => {
+      const a = slabs.get(c.alloc);
+      const offset = c.index * m.chunkSize;
+      return a ? [{ key: chunkKey(c.alloc, c.index), region: a.region, offset, length: Math.min(m.chunkSize, a.size - offset), path: join(dir, c.file), hash: c.hash }] : [];
+    }), d.log.child({ pid: m.source.pid, op: 'prefill' }));
+  }
+  const stopPrefill = async () => { const done = await prefill?.stop(); prefill = null; return done ?? new Set<string>(); };
   const pid = m.source.pid;
   const log = d.log.child({ pid, op: 'restore' });
   // The pid must be free before anything runs: a clash is refused here, never half-way.
@@ -182,6 +193,7 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
     await d.registry.settled(pid, 5000);
     rec = d.registry.adoptRestoring({ pid, job: m.source.job, argv: m.agent.argv, logPath: m.agent.logPath, restoredFrom: dir });
   } catch (err) {
+    await stopPrefill();
     if (!given) await releaseAll(fresh);
     throw err;
   }
@@ -230,7 +242,9 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
           return { chunks, vaBase: h.vaBase, outside: chunks.find((x) => x.gate < 0 || !Number.isInteger(x.gate)) };
         };
         if (lazy) {
-          const { chunks, vaBase, outside } = await behindGate(m.chunks);
+          const read = await stopPrefill();
+          const { chunks, vaBase, outside } = await behindGate(m.chunks.filter((c) => !read.has(chunkKey(c.alloc, c.index))));
+          if (read.size) log.info({ chunks: read.size, of: m.chunks.length }, 'chunks read while CRIU restored');
           if (outside) throw new PhosError('IMAGE_CORRUPT', `${dir}: allocation ${outside.alloc} lies outside the process's VA region (base 0x${vaBase.toString(16)})`);
           filler = new Filler(pid, chunks, d.link, d.keeper, log);
           d.onFill?.(pid, filler);
@@ -257,6 +271,7 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
     log,
     onStep: (r) => report.step(r),
     finish: async (c, err) => {
+      await stopPrefill();
       if (err && filler) { filler.stop(); filler.start(); await filler.finished; }
       if (!given) await releaseAll(fresh);
       if (!err) return;
