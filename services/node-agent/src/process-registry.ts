@@ -36,6 +36,8 @@ export class ProcessRegistry {
   private readonly pollers = new Map<number, NodeJS.Timeout>();
   /** Placeholders holding the pids of processes dumped here, until a restore claims them (see hold()). */
   private readonly holds = new Map<number, Launched>();
+  /** Pids holdWhenGone waits on (the dumped process not reaped yet); a restore that comes first cancels. */
+  private readonly holdsToCome = new Set<number>();
   /** Told when a process ends (the agent releases its keeper memory). */
   onEnded: (pid: number) => void = () => {};
 
@@ -216,11 +218,14 @@ export class ProcessRegistry {
    * maybe on this machine (network-namespace nodes). Best effort: a pid already taken is not held.
    */
   async holdWhenGone(pid: number): Promise<void> {
-    if (this.o.pidHoldSeconds <= 0 || this.holds.has(pid)) return;
+    if (this.o.pidHoldSeconds <= 0 || this.holds.has(pid) || this.holdsToCome.has(pid)) return;
+    this.holdsToCome.add(pid);
     for (const end = Date.now() + 10_000; existsSync(`/proc/${pid}`);) {
-      if (Date.now() > end) { this.log.warn({ pid }, 'the dumped process was not reaped within 10 s; its pid is not held'); return; }
+      if (Date.now() > end) { this.log.warn({ pid }, 'the dumped process was not reaped within 10 s; its pid is not held'); this.holdsToCome.delete(pid); return; }
       await new Promise((res) => setTimeout(res, 2));
     }
+    // A restore of this pid came while the process was still being reaped: it takes the pid, not us.
+    if (!this.holdsToCome.delete(pid)) return;
     try {
       const h = launch({ argv: ['sleep', String(this.o.pidHoldSeconds)], logPath: '/dev/null', pid, argv0: 'phos-pid-hold' });
       this.holds.set(pid, h);
@@ -233,6 +238,7 @@ export class ProcessRegistry {
 
   /** Ends the placeholder of pid (if any) and waits until it is reaped, so the pid is free again. */
   private async unhold(pid: number): Promise<void> {
+    this.holdsToCome.delete(pid);
     const h = this.holds.get(pid);
     if (!h) return;
     this.holds.delete(pid);
@@ -245,6 +251,7 @@ export class ProcessRegistry {
     for (const t of this.pollers.values()) clearInterval(t);
     for (const h of this.holds.values()) h.child.kill('SIGKILL');
     this.holds.clear();
+    this.holdsToCome.clear();
   }
 
   info(r: ProcessRecord, linked: boolean, allocations: number, keptBytes: number): ProcessInfo {
