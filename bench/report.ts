@@ -14,7 +14,7 @@ interface Doc<R> { machine: { gpu: string; kernel: string }; date: string; commi
 interface PhosRow { gib: number; reps: number; path: string; preDumpStallMs: number; preDumpMs: number; dumpMs: number; imageBytes: number; criuImageBytes: number; restoreToRunningMs: number | null; allOk: boolean }
 interface BaseRow { gib: number; reps: number; checkpointMs: number; criuDumpMs: number; imageBytes: number; criuRestoreMs: number; driverRestoreUnlockMs: number; restoreToRunningMs: number | null; stallMs: number; allOk: boolean }
 interface TorchBaseline { suspendPlusDumpMs: number; driverCheckpointMs: number | null; imageBytes: number; restoreMs: number; largestStepGapMs: number | null; match: boolean }
-interface TorchDoc { date?: string; commit?: string; baseline?: TorchBaseline; largestStepGapMs: number | null; match: boolean; steps: number; preDump: { path: string; stallMs: number }; dump: { path: string; stallMs: number }; restoreToRunningMs: number | null; criuImageBytes: number; gpuImageBytes: number; agentSteps: Record<string, number>; residentMs?: number | null; driverCheckpointRssAnonGrowthBytes?: number[]; deviceBytesUnexplainedByLibphos?: number[] }
+interface TorchDoc { date?: string; commit?: string; reps?: number; baseline?: TorchBaseline; largestStepGapMs: number | null; match: boolean; steps: number; preDump: { path: string; stallMs: number }; dump: { path: string; stallMs: number }; restoreToRunningMs: number | null; criuImageBytes: number; gpuImageBytes: number; agentSteps: Record<string, number>; residentMs?: number | null; driverCheckpointRssAnonGrowthBytes?: number[]; deviceBytesUnexplainedByLibphos?: number[] }
 
 function load<T>(name: string): T | null {
   const p = `${RESULTS}/${name}.json`;
@@ -121,7 +121,7 @@ export function render(): { md: string; png: Buffer | null } {
 function torchSection(torch: TorchDoc | null, title: string, cmd: string): string[] {
   const out: string[] = [];
   if (!torch) return [title, '', `Not measured on a GPU yet. Reproduce: ${cmd} on the GPU machine (carry \`.carry\`).`, ''];
-  const when = torch.date ? ` Measured ${torch.date}${torch.commit ? ` at commit ${torch.commit}` : ''}, one run.` : '';
+  const when = torch.date ? ` Measured ${torch.date}${torch.commit ? ` at commit ${torch.commit}` : ''}, ${(torch.reps ?? 1) > 1 ? `${torch.reps} runs of each system, medians (the checksum column covers every run)` : 'one run'}.` : '';
   out.push(title, '', `Reproduce: ${cmd} on the GPU machine (carry \`.carry\`).${when}`, '',
     '| | path | stall | driver checkpoint | CRIU dump | CRIU image | GPU chunks | restore-to-running | checksum vs uninterrupted run |',
     '|---|---|---|---|---|---|---|---|---|',

@@ -97,8 +97,33 @@ PY
   rm -rf "$dir"
 }
 
+# PHOS_TORCH_REPS=N runs both systems N times; the JSON then holds the median of every number across
+# the runs (strings and lists from the first; match only when every run matched) and each run under "runs".
+merge_runs() {
+  python3 - "$OUT/$PHOS_TORCH_JSON" "$@" <<'PY'
+import json, statistics, sys
+out, files = sys.argv[1], sys.argv[2:]
+docs = [json.load(open(f)) for f in files]
+def med(vals):
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals): return statistics.median(vals)
+    if all(isinstance(v, dict) for v in vals): return {k: med([v.get(k) for v in vals]) for k in vals[0]}
+    return vals[0]
+doc = med(docs)
+doc["match"] = all(d.get("match") for d in docs)  # equal in every run, not just the first
+if "baseline" in doc: doc["baseline"]["match"] = all(d.get("baseline", {}).get("match") for d in docs)
+doc["reps"], doc["runs"] = len(docs), docs
+json.dump(doc, open(out, "w"), indent=1)
+PY
+}
+
 build || exit 1
 start_agent || exit 1
 trap 'kill $AGENT 2>/dev/null' EXIT
-[ -n "${PHOS_TORCH_BASELINE_ONLY:-}" ] || torch_cycle
-baseline_cycle
+runs=()
+for r in $(seq "${PHOS_TORCH_REPS:-1}"); do
+  log "repetition $r"
+  [ -n "${PHOS_TORCH_BASELINE_ONLY:-}" ] || torch_cycle
+  baseline_cycle
+  mv "$OUT/$PHOS_TORCH_JSON" "$OUT/$PHOS_TORCH_JSON.r$r" && runs+=("$OUT/$PHOS_TORCH_JSON.r$r")
+done
+merge_runs "${runs[@]}" && rm -f "${runs[@]}"
