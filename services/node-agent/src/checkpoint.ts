@@ -276,7 +276,10 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
         c.releasedAt = performance.now();
         unhide();
         moveTo(p.rec, 'dumped', 'image sealed; process ended');
-        if (!req.ship) void d.registry.holdWhenGone(pid); // restored here later: keep its pid free of other forks
+        // Restored here later: keep its pid free of other forks. Awaited, so the hold's fork (it aims the
+        // kernel's pid cursor) is done before the caller hears back and forks its next command (a restore
+        // CLI forked meanwhile once took the pid itself, and then waited on itself).
+        if (!req.ship) await d.registry.holdWhenGone(pid);
       }
     },
   });
@@ -460,7 +463,7 @@ export async function checkpointProcess(d: CheckpointDeps, req: CheckpointReques
         c.stopped = false;
         c.releasedAt = performance.now();
         moveTo(c.rec, 'dumped', 'image sealed; process ended');
-        void d.registry.holdWhenGone(pid);
+        await d.registry.holdWhenGone(pid);  // before the reply: see the keeper path's seal
       }
     },
   });
