@@ -19,8 +19,21 @@ phos() { PHOS_CONTROL_SOCK=$STATE/control.sock "$NODE" "$CARRY/bundle/phos.mjs" 
 
 build() { gpu_build build/gpu; }
 
+# The agent stages a pre-dump's CRIU image on a huge-page tmpfs (image.stageDir) unless
+# PHOS_BENCH_STAGE=none; without root (no mount) CRIU writes into the image directly.
+export STAGE_MODE=none
+stage_yaml() {
+  [ "${PHOS_BENCH_STAGE:-huge}" = huge ] || return 0
+  mkdir -p "$STATE/stage" && mount -t tmpfs -o huge=always,mode=0700 phos-stage "$STATE/stage" 2>/dev/null \
+    || { log "no huge-page stage (mount failed): CRIU writes into the image"; return 0; }
+  echo "  stageDir: $STATE/stage"
+}
+unstage() { mountpoint -q "$STATE/stage" 2>/dev/null && umount "$STATE/stage"; return 0; }
+
 start_agent() {
-  rm -rf "$STATE" && mkdir -p "$STATE"
+  unstage; rm -rf "$STATE" && mkdir -p "$STATE"
+  local stage; stage=$(stage_yaml)
+  mountpoint -q "$STATE/stage" 2>/dev/null && export STAGE_MODE=huge
   cat >"$STATE/agent.yaml" <<YAML
 socket: $STATE/agent.sock
 controlSocket: $STATE/control.sock
@@ -31,6 +44,7 @@ libphos: $ROOT/build/gpu/hijack/libphos.so
 criu: $CARRY/criu/criu-wrap
 image:
   fsync: false
+$stage
 env:
   LD_LIBRARY_PATH: "${LD_LIBRARY_PATH:-}"
 YAML
@@ -108,7 +122,7 @@ PY
 main() {
   build || exit 1
   start_agent || exit 1
-  trap 'kill $AGENT 2>/dev/null' EXIT
+  trap 'kill $AGENT 2>/dev/null; unstage' EXIT
   local rows=() r
   for gib in "${SIZES[@]}"; do
     local reps=$REPS; [ "$gib" -ge 16 ] && reps=$REPS_LARGE
@@ -129,12 +143,14 @@ table = [{"gib": g, "reps": len(rs), **{k: med([r[k] for r in rs]) for k in rs[0
           "path": rs[0]["dumpPath"], "allOk": all(r["stepsOk"] for r in rs)} for g, rs in sorted(by.items())]
 try: gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
 except FileNotFoundError: gpu = "no nvidia-smi (simulated driver?)"
-json.dump({"bench": "gpu-phos", "system": "phos (agent + libphos keeper path)", "machine": {"gpu": gpu, "kernel": platform.release()}, "date": datetime.date.today().isoformat(), "rows": table, "raw": rows}, open(sys.argv[1], "w"), indent=1)
+json.dump({"bench": "gpu-phos", "system": "phos (agent + libphos keeper path)", "stage": sys.argv[2], "machine": {"gpu": gpu, "kernel": platform.release()}, "date": datetime.date.today().isoformat(), "rows": table, "raw": rows}, open(sys.argv[1], "w"), indent=1)
 f = lambda v: "-" if v is None else "%.0f" % v
 print("| size | reps | path | pre-dump ms | pre-dump stall ms | dump ms | image GB | CRIU part GB | restore ms | restore-to-running ms | all resident ms | ok |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for t in table:
     print("| %d | %d | %s | %s | %s | %s | %.2f | %.2f | %s | %s | %s | %s |" % (t["gib"], t["reps"], t["path"], f(t["preDumpMs"]), f(t["preDumpStallMs"]), f(t["dumpMs"]), (t["imageBytes"] or 0)/1e9, (t["criuImageBytes"] or 0)/1e9, f(t["restoreMs"]), f(t["restoreToRunningMs"]), f(t.get("residentMs")), t["allOk"]))
-' "$OUT/gpu-phos.json"
+' "$OUT/gpu-phos.json" "$STAGE_MODE"
+  # The agent's log and the apps' (libphos logs there too), to read where a cycle's time went.
+  mkdir -p "$OUT/phos-logs" && cp "$STATE/agent.log" "$OUT/phos-logs/" && cp "$STATE"/state/logs/*.log "$OUT/phos-logs/" 2>/dev/null
 }
 [ "${BASH_SOURCE[0]}" = "$0" ] && main

@@ -52,7 +52,7 @@ for l in open(agentlog):
     if d.get('msg') == 'background fill complete' and t >= int(rs): fill = t
 gaps = [b[1] - a[1] for a, b in zip(steps, steps[1:])]
 res = lambda s: (json.loads(s).get('result') or {}) if s.strip().startswith('{') else {}
-doc = {"bench": os.environ["PHOS_TORCH_JSON"][:-5], "date": datetime.now().strftime("%Y-%m-%d"), "steps": len(steps), "checksum": ck[0] if ck else None, "reference": ref, "match": bool(ck) and ck[0] == ref,
+doc = {"bench": os.environ["PHOS_TORCH_JSON"][:-5], "date": datetime.now().strftime("%Y-%m-%d"), "stage": os.environ.get("STAGE_MODE"), "steps": len(steps), "checksum": ck[0] if ck else None, "reference": ref, "match": bool(ck) and ck[0] == ref,
   "preDump": res(pre), "dump": res(dump), "restoreToRunningMs": (after[0] - int(rs)) if after else None, "residentMs": (fill - int(rs)) if fill else None, "finite": 'finite NO' not in lines, "largestStepGapMs": max(gaps) if gaps else None,
   "criuImageBytes": size(os.path.join(img, "full", "criu")), "gpuImageBytes": size(os.path.join(img, "full", "gpu")), "agentSteps": ckpt,
   "driverCheckpointRssAnonGrowthBytes": residue, "deviceBytesUnexplainedByLibphos": unexplained}
@@ -118,7 +118,7 @@ PY
 
 build || exit 1
 start_agent || exit 1
-trap 'kill $AGENT 2>/dev/null' EXIT
+trap 'kill $AGENT 2>/dev/null; unstage' EXIT
 runs=()
 for r in $(seq "${PHOS_TORCH_REPS:-1}"); do
   log "repetition $r"

@@ -7,8 +7,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '../../common/src/index.ts';
-import { compileAgentOptions } from '../../services/node-agent/src/agent-options.ts';
-import { ProcessRegistry } from '../../services/node-agent/src/process-registry.ts';
+import { compileAgentOptions, ProcessRegistry } from '../../services/node-agent/src/index.ts';
 
 const cmdOf = (pid: number) => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]; } catch { return null; } };
 let registry: ProcessRegistry | null = null;

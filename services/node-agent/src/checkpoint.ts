@@ -3,8 +3,10 @@
 // `safe` path: driver lock (+ gpu/ chunks from the keeper's references while locked), driver checkpoint,
 // CRIU dump (GPU state in the CRIU image), driver restore + unlock. Until the app is released, any
 // failure undoes what ran and the app continues; a partial image is removed.
-import { readdirSync, readlinkSync, statfsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statfsSync } from 'node:fs';
+import { copyFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import type { Logger } from '../../../common/src/index.ts';
 import * as pccl from '../../../native/pccl/pccl.ts';
 import { AGENT_FAULT_POINTS, MANIFEST_VERSION, PhosError, type AgentFaultPoint, type CheckpointResult, type ControlPhase, type Manifest } from '../../../proto/src/index.ts';
@@ -137,6 +139,8 @@ interface KeeperCtx {
   lockedAt: number;
   releasedAt: number;
   criuMs: number;
+  /** The stage folder CRIU wrote this pre-dump's CPU image into (image.stageDir), until it moved. */
+  stage: string | null;
   write: { chunks: Manifest['chunks']; written: number; fromParent: number; bytesWritten: number };
 }
 
@@ -150,7 +154,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
   p: { rec: ProcessRecord; img: ImageDir; parent: { dir: string; manifest: ImageManifest } | null; version: string; allocs: KeptAllocation[]; gpus: string[] | undefined; t0: number; log: Logger }): Promise<CheckpointResult> {
   const { pid } = req;
   const pre = req.kind === 'pre-dump';
-  const c: KeeperCtx = { spares: [], frozen: false, released: false, stopped: false, hidden: false, lockedAt: 0, releasedAt: 0, criuMs: 0, write: { chunks: [], written: 0, fromParent: 0, bytesWritten: 0 } };
+  const c: KeeperCtx = { spares: [], frozen: false, released: false, stopped: false, hidden: false, lockedAt: 0, releasedAt: 0, criuMs: 0, stage: null, write: { chunks: [], written: 0, fromParent: 0, bytesWritten: 0 } };
   const unhide = () => { if (c.hidden) { d.link.accept(pid); c.hidden = false; } };
   const thaw = async () => {
     unhide();
@@ -228,8 +232,14 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
     run: async () => {
       report.phase('criu-dump');
       moveTo(p.rec, 'dumping', 'criu dump');
-      req.onCriuStart?.(p.img.criuDir);
-      const r = await criuDump({ pid, dir: p.img.criuDir, leaveRunning: pre, leaveStopped: !pre, bin: d.o.criu ?? undefined });
+      // A pre-dump's CPU image goes to the stage (fast memory) while the app is frozen, and moves after the thaw.
+      if (pre && d.o.stageDir && !req.ship) {
+        mkdirSync(d.o.stageDir, { recursive: true, mode: 0o700 });
+        c.stage = mkdtempSync(join(d.o.stageDir, `pre-dump-${pid}-`));
+      }
+      const dir = c.stage ?? p.img.criuDir;
+      req.onCriuStart?.(dir);
+      const r = await criuDump({ pid, dir, leaveRunning: pre, leaveStopped: !pre, bin: d.o.criu ?? undefined });
       c.criuMs = r.ms;
       c.stopped = !pre;
     },
@@ -249,6 +259,17 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
         c.released = true;
         c.releasedAt = performance.now();
         moveTo(p.rec, 'running', 'pre-dump: thawed');
+      },
+    });
+  }
+  if (pre && d.o.stageDir && !req.ship) {
+    steps.push({
+      name: 'move-criu',
+      run: async () => {
+        report.phase('move-criu');
+        for (const f of readdirSync(c.stage!)) await copyFile(join(c.stage!, f), join(p.img.criuDir, f));
+        rmSync(c.stage!, { recursive: true, force: true });
+        c.stage = null;
       },
     });
   }
@@ -287,6 +308,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
     log: p.log,
     onStep: (r) => report.step(r),
     finish: async (_c, err) => {
+      if (c.stage) rmSync(c.stage, { recursive: true, force: true });
       for (const s of c.spares) await pccl.keeperRelease(s.region).catch(() => undefined);
       unhide();
       if (err) { removeImageDir(p.img); if (['thawing', 'freezing'].includes(p.rec.machine.state)) moveTo(p.rec, 'running', 'rollback complete'); }

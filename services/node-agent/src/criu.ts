@@ -90,7 +90,10 @@ async function runCriu(verb: string, args: string[], dir: string, what: string, 
   ensureKdatDir();
   const log = `${verb}.log`;
   const t0 = performance.now();
-  const r = await exec(bin, [verb, '-D', dir, '-o', log, '-v4', ...args]);
+  // -v3 (info): errors, warnings and each step's outline. -v4 adds a debug line per page-pipe buffer and
+  // CRIU writes every line with its own write(2): 17k lines for a 0.75 GB dump, about a tenth of the dump
+  // time of a 1.5 GB heap on the H200 (bench/gpu/criu-speed.sh).
+  const r = await exec(bin, [verb, '-D', dir, '-o', log, '-v3', ...args]);
   const ms = performance.now() - t0;
   if (r.code !== 0) {
     const logPath = join(dir, log);
