@@ -64,6 +64,13 @@ function merged<R extends { gib: number }>(a: Doc<R> | null, b: Doc<R> | null): 
   return { ...a, date: a.date === b.date ? a.date : `${a.date}; ${b.rows.map((r) => r.gib).join('/')} GiB: ${b.date}`, rows: [...a.rows, ...b.rows.filter((r) => !a.rows.some((x) => x.gib === r.gib))].sort((x, y) => x.gib - y.gib) };
 }
 
+/** Runs of phos alone after the first table, newest first: what changed in the code, and the command. */
+const LATER_PHOS = [
+  { name: 'gpu-phos-stage', what: "a pre-dump's CRIU image staged on a huge-page tmpfs (image.stageDir), CRIU at -v3", cmd: '`PHOS_BENCH_REPS_LARGE=3 bash bench/gpu/phos.sh 16`' },
+  { name: 'gpu-phos-stack', what: 'libphos frees the per-thread stack backing while frozen; a restore reads the GPU chunks while CRIU restores', cmd: '`PHOS_BENCH_REPS=3 PHOS_BENCH_REPS_LARGE=3 bash bench/gpu/phos.sh 1 4 16`' },
+  { name: 'gpu-phos-kdat', what: 'CRIU keeps its kernel-probe cache, see deploy/install.sh', cmd: '`PHOS_BENCH_REPS=3 bash bench/gpu/phos.sh 1 4`, then `bash bench/gpu/phos.sh 16`' },
+];
+
 /** BENCHMARKS.md's text and the plot it embeds (null when there is nothing to plot). */
 export function render(): { md: string; png: Buffer | null } {
   const phos = merged(load<Doc<PhosRow>>('gpu-phos'), load<Doc<PhosRow>>('gpu-phos-32'));
@@ -89,31 +96,32 @@ export function render(): { md: string; png: Buffer | null } {
     if (!b) continue;
     out.push(`| ${p.gib} GiB | ${p.reps} | ${p.path} | ${s(p.preDumpStallMs)} | ${s(b.stallMs)} | ${s(p.dumpMs)} | ${s(b.checkpointMs + b.criuDumpMs)} | ${gb(p.imageBytes)} (${gb(p.criuImageBytes)}) | ${gb(b.imageBytes)} | ${s(p.restoreToRunningMs)} | ${s(b.restoreToRunningMs)} | ${p.allOk && b.allOk ? 'yes' : 'NO'} |`);
   }
-  // A later run of phos alone (bench/gpu/phos.sh) measures the code as it is now; the targets are judged on it.
-  const latest = load<Doc<PhosRow>>('gpu-phos-kdat');
-  if (latest) {
-    out.push('', `phos alone, later (${latest.date}${latest.commit ? `, commit ${latest.commit}` : ''}: CRIU keeps its kernel-probe cache, see deploy/install.sh;`,
-      '`PHOS_BENCH_REPS=3 bash bench/gpu/phos.sh 1 4`, then `bash bench/gpu/phos.sh 16`, same machine and session):', '',
+  // Later runs of phos alone (bench/gpu/phos.sh) measure the code as it is now, newest first; the targets
+  // are judged on the newest run of each size.
+  const later = LATER_PHOS.map((r) => ({ ...r, doc: load<Doc<PhosRow>>(r.name) })).filter((r): r is typeof r & { doc: Doc<PhosRow> } => r.doc !== null);
+  for (const { doc, what, cmd } of [...later].reverse()) {
+    out.push('', `phos alone, later (${doc.date}${doc.commit ? `, commit ${doc.commit}` : ''}: ${what}; ${cmd}, same machine, \`bench/results/${later.find((l) => l.doc === doc)!.name}.json\`):`, '',
       '| GPU memory | reps | phos pre-dump stall | phos dump | phos image (CRIU part) | phos restore-to-running | bit-exact |', '|---|---|---|---|---|---|---|',
-      ...latest.rows.map((p) => `| ${p.gib} GiB | ${p.reps} | ${s(p.preDumpStallMs)} | ${s(p.dumpMs)} | ${gb(p.imageBytes)} (${gb(p.criuImageBytes)}) | ${s(p.restoreToRunningMs)} | ${p.allOk ? 'yes' : 'NO'} |`));
+      ...doc.rows.map((p) => `| ${p.gib} GiB | ${p.reps} | ${s(p.preDumpStallMs)} | ${s(p.dumpMs)} | ${gb(p.imageBytes)} (${gb(p.criuImageBytes)}) | ${s(p.restoreToRunningMs)} | ${p.allOk ? 'yes' : 'NO'} |`));
   }
-  // Sizes the later run did not measure are judged on the table above.
-  const judged = latest ? { ...latest, rows: merged(latest, phos)!.rows } : phos;
-  const older = latest ? phos.rows.filter((r) => !latest.rows.some((x) => x.gib === r.gib)).map((r) => `${r.gib} GiB`) : [];
-  out.push('', `Targets (DESIGN.md), on ${latest ? `the later run${older.length ? ` (${older.join(', ')}: the table above)` : ''}` : 'the run above'}: pre-dump stall ≤ 1.0 s flat in size — ` +
+  // Sizes no later run measured are judged on the table above.
+  const judged = [...later].reverse().reduce<Doc<PhosRow>>((older, r) => merged(r.doc, older)!, phos);
+  const fromRun = (gib: number) => later.find((r) => r.doc.rows.some((x) => x.gib === gib))?.name ?? 'the first table';
+  out.push('', 'Targets (DESIGN.md), each size on its newest run: pre-dump stall ≤ 1.0 s flat in size — ' +
     judged.rows.map((p) => `${p.gib} GiB ${target(p.preDumpStallMs, 1000)}`).join(', ') + '; restore-to-running ≤ 1.0 s — ' +
-    judged.rows.map((p) => `${p.gib} GiB ${target(p.restoreToRunningMs, 1000)}`).join(', ') + '.', '', ...plot.md);
+    judged.rows.map((p) => `${p.gib} GiB ${target(p.restoreToRunningMs, 1000)}`).join(', ') + '.',
+    `(Runs judged: ${judged.rows.map((p) => `${p.gib} GiB ${fromRun(p.gib)}`).join(', ')}.)`, '', ...plot.md);
   out.push(...torchSection(torch, '## A PyTorch training loop (small transformer + AdamW, `test/gpu/torch/train_loop.py`)', '`bash bench/gpu/run.sh torch`'));
   const llama = load<TorchDoc>('gpu-llama');
   const migrate = load<MigrateDoc>('gpu-migrate');
   const steps = load<StepsDoc>('gpu-migrate-steps');
   out.push(...torchSection(llama, '## A decoder with Llama-2-13B\'s shapes (26 GB of fp16 weights, generating tokens; `test/gpu/torch/llama_decode.py`)', '`bash bench/gpu/run.sh llama`'));
   out.push(...overheadSection(load<OverheadDoc>('gpu-overhead')));
-  const migrations = [migrate, load<MigrateDoc>('gpu-migrate-repeat'), load<MigrateDoc>('gpu-migrate-kdat')];
+  const migrations = [migrate, load<MigrateDoc>('gpu-migrate-repeat'), load<MigrateDoc>('gpu-migrate-kdat'), load<MigrateDoc>('gpu-migrate-stack')];
   out.push(...migrationSection(migrations, steps, load<MigrateDoc>('gpu-migrate-overlap-off'), load<StepsDoc>('gpu-migrate-kdat-steps')));
   out.push(...multiGpuSection(loadLines<MultiGpuCase>('gpu-multigpu')));
   out.push(...pcclSection([load<PcclDoc>('gpu-pccl'), load<PcclDoc>('gpu-pccl-r2'), load<PcclDoc>('gpu-pccl-r3')], load<PcclDoc>('gpu-pccl-v1'), load<PcclDoc>('pccl')));
-  out.push(...missesSection(judged, { training: torch, 'Llama decoder': llama }, latestMigrations(migrations), steps, load<StepsDoc>('gpu-migrate-kdat-steps')));
+  out.push(...missesSection(judged, { training: torch, 'Llama decoder': llama }, latestMigrations(migrations), steps, load<StepsDoc>('gpu-migrate-kdat-steps'), load<StepsDoc>('gpu-migrate-stack-steps')));
   return { md: out.join('\n') + '\n', png: plot.png };
 }
 
@@ -157,7 +165,7 @@ function overheadSection(o: OverheadDoc | null): string[] {
 }
 
 interface MigrateRow { workload?: string; gib: number; phosReps: number; baselineReps: number; phosDowntimeMs: number | null; phosAppGapMs: number | null; phosTotalMs: number | null; baselineDowntimeMs: number | null; baselineCopyMs: number | null }
-interface MigrateDoc { machine: { gpu: string; kernel: string }; date: string; commit?: string; unitMiB: number; rows: MigrateRow[]; raw?: { gib: number; system: string; ok: boolean; downtimeMs: number }[] }
+interface MigrateDoc { machine: { gpu: string; kernel: string }; date: string; commit?: string; note?: string; unitMiB: number; rows: MigrateRow[]; raw?: { gib: number; workload?: string; system: string; ok: boolean; downtimeMs: number }[] }
 type StepsDoc = { pid: number; bytesSent: number; steps: Record<string, number> }[];
 
 /** Live migration rows (bench/gpu/migrate.sh runs, newest first), or a line saying they have not been measured. */
@@ -173,8 +181,9 @@ function migrationSection(runs: (MigrateDoc | null)[], steps: StepsDoc | null, o
   for (const m of done) {
     if (m !== done[0] && m.rows.every((r) => r.baselineReps === 0)) {
       // A run of phos alone (PHOS_BENCH_BASELINE=0) adds repetitions, not a side-by-side row.
-      out.push(`A later run of phos alone (${m.date}${m.commit ? `, commit ${m.commit}` : ''}; \`PHOS_BENCH_BASELINE=0 PHOS_BENCH_REPS=${m.rows[0]?.phosReps ?? 1} bash bench/gpu/migrate.sh 16\`): ` +
-        m.rows.map((r) => `counter ${r.gib} GiB, ${r.phosReps} reps, median downtime ${s(r.phosDowntimeMs)} (${(m.raw ?? []).filter((x) => x.gib === r.gib && x.ok).map((x) => s(x.downtimeMs)).join(', ')})`).join('; ') + '.', '');
+      const wl = (r: MigrateRow) => (r.workload === 'train' ? 'train' : String(r.gib));
+      out.push(`A later run of phos alone (${m.date}${m.commit ? `, commit ${m.commit}` : ''}; \`PHOS_BENCH_BASELINE=0 PHOS_BENCH_REPS=${m.rows[0]?.phosReps ?? 1} bash bench/gpu/migrate.sh ${m.rows.map(wl).join(' ')}\`${m.note ? `; ${m.note}` : ''}): ` +
+        m.rows.map((r) => `${r.workload === 'train' ? 'train (PyTorch)' : `counter ${r.gib} GiB`}, ${r.phosReps} reps, median downtime ${s(r.phosDowntimeMs)} (${(m.raw ?? []).filter((x) => x.gib === r.gib && (x.workload ?? 'counter') === (r.workload ?? 'counter') && x.ok).map((x) => s(x.downtimeMs)).join(', ')})`).join('; ') + '.', '');
       continue;
     }
     out.push(`${m.machine.gpu}, kernel ${m.machine.kernel}, ${m.date}${m.commit ? `, commit ${m.commit}` : ''}:`, '',
@@ -251,7 +260,7 @@ export async function main(): Promise<void> {
 }
 
 /** Every target the runs above missed, with the measured steps it is made of. */
-function missesSection(phos: Doc<PhosRow>, torches: Record<string, TorchDoc | null>, migrateRows: MigrateRow[], steps: StepsDoc | null, laterSteps: StepsDoc | null): string[] {
+function missesSection(phos: Doc<PhosRow>, torches: Record<string, TorchDoc | null>, migrateRows: MigrateRow[], steps: StepsDoc | null, laterSteps: StepsDoc | null, trainSteps: StepsDoc | null): string[] {
   const out = ['## Misses and what they are made of', ''];
   // The per-process steps every freeze pays, whatever the GPU memory size: medians over the latest run's cutovers.
   const recent = laterSteps?.length ? laterSteps : steps ?? [];
@@ -282,10 +291,14 @@ function missesSection(phos: Doc<PhosRow>, torches: Record<string, TorchDoc | nu
   const migrations = steps?.length ? migrateRows.filter((r) => (r.phosDowntimeMs ?? 0) > 1500) : [];
   if (migrations.length) {
     // The cutover with the largest CPU image (the training loop's, when it ran) shows what grows with it.
-    const big = steps!.reduce((a, b) => ((b.steps['source:criu-dump'] ?? 0) > (a.steps['source:criu-dump'] ?? 0) ? b : a)).steps;
+    // The latest training-loop run's step medians when there is one, else the first run's largest cutover.
+    const big = trainSteps?.length
+      ? Object.fromEntries(Object.keys(trainSteps[0]!.steps).map((k) => [k, stepMedian(trainSteps, k)]))
+      : steps!.reduce((a, b) => ((b.steps['source:criu-dump'] ?? 0) > (a.steps['source:criu-dump'] ?? 0) ? b : a)).steps;
+    const which = trainSteps?.length ? `the training loop's (medians over the ${trainSteps.length} migrations of \`bench/results/gpu-migrate-stack-steps.json\`)` : "a training loop's";
     out.push(`- **migration downtime** ${migrations.map((r) => `${r.workload === 'train' ? 'training loop' : `counter ${r.gib} GiB`} ${s(r.phosDowntimeMs)}`).join(', ')} (target 1.5 s).`,
       "  No step grows with GPU memory (see the counter's steps above); the fixed costs do, with the CPU image. The cutover with",
-      `  the largest one (a training loop's): driver checkpoint ${s(big['source:checkpoint'])}, CRIU dump ${s(big['source:criu-dump'])}, hand-over ${s(big['hand-over (seal to target pid claim)'])},`,
+      `  the largest one, ${which}: driver checkpoint ${s(big['source:checkpoint'])}, CRIU dump ${s(big['source:criu-dump'])}, hand-over ${s(big['hand-over (seal to target pid claim)'])},`,
       `  CRIU restore ${s(big['target:criu-restore'])}, driver restore ${s(big['target:driver-restore'])} — end to end ${s(big['end-to-end (pre-copy done to runs on target)'])}.`);
   }
   if (out.length === 2) out.push('None: every target above was met.');
