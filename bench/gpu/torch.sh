@@ -41,6 +41,20 @@ steps = [(int(l.split()[1]), float(l.split()[3])) for l in lines if l.startswith
 ck = [l.split()[1] for l in lines if l.startswith('checksum')]
 after = [t for _, t in steps if t > int(rs)]
 size = lambda d: sum(os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(d) for f in fs)
+def zero_page_bytes(d):
+    """Bytes of CRIU's page images that are whole zero pages (what a hole would hold just as well)."""
+    try: import numpy as np
+    except ImportError: return None
+    n = 0
+    for f in os.listdir(d):
+        if not (f.startswith("pages-") and f.endswith(".img")): continue
+        with open(os.path.join(d, f), "rb") as fh:
+            while True:
+                b = fh.read(64 << 20)
+                if not b: break
+                a = np.frombuffer(b[: len(b) // 4096 * 4096], dtype=np.uint64).reshape(-1, 512)
+                n += int((~a.any(axis=1)).sum()) * 4096
+    return n
 ckpt, residue, unexplained, fill = {}, [], [], None
 for l in open(agentlog):
     try: d = json.loads(l)
@@ -54,11 +68,14 @@ gaps = [b[1] - a[1] for a, b in zip(steps, steps[1:])]
 res = lambda s: (json.loads(s).get('result') or {}) if s.strip().startswith('{') else {}
 doc = {"bench": os.environ["PHOS_TORCH_JSON"][:-5], "date": datetime.now().strftime("%Y-%m-%d"), "stage": os.environ.get("STAGE_MODE"), "steps": len(steps), "checksum": ck[0] if ck else None, "reference": ref, "match": bool(ck) and ck[0] == ref,
   "preDump": res(pre), "dump": res(dump), "restoreToRunningMs": (after[0] - int(rs)) if after else None, "residentMs": (fill - int(rs)) if fill else None, "finite": 'finite NO' not in lines, "largestStepGapMs": max(gaps) if gaps else None,
-  "criuImageBytes": size(os.path.join(img, "full", "criu")), "gpuImageBytes": size(os.path.join(img, "full", "gpu")), "agentSteps": ckpt,
+  "criuImageBytes": size(os.path.join(img, "full", "criu")), "criuZeroPageBytes": zero_page_bytes(os.path.join(img, "full", "criu")), "gpuImageBytes": size(os.path.join(img, "full", "gpu")), "agentSteps": ckpt,
   "driverCheckpointRssAnonGrowthBytes": residue, "deviceBytesUnexplainedByLibphos": unexplained}
 json.dump(doc, open(os.environ.get("OUT", ".") + "/" + os.environ["PHOS_TORCH_JSON"], "w"), indent=1)
 print(json.dumps(doc, indent=1))
 PY
+  # CRIU's own logs of the last run (-v3: each step with a timestamp), to see where its time goes.
+  cp "$img/pre/criu/dump.log" "$OUT/torch-criu-predump.log" 2>/dev/null; cp "$img/full/criu/restore.log" "$OUT/torch-criu-restore.log" 2>/dev/null
+  cp "$applog" "$OUT/torch-app.log" 2>/dev/null
   rm -rf "$img"
 }
 
@@ -127,3 +144,4 @@ for r in $(seq "${PHOS_TORCH_REPS:-1}"); do
   mv "$OUT/$PHOS_TORCH_JSON" "$OUT/$PHOS_TORCH_JSON.r$r" && runs+=("$OUT/$PHOS_TORCH_JSON.r$r")
 done
 merge_runs "${runs[@]}" && rm -f "${runs[@]}"
+cp "$STATE/agent.log" "$OUT/torch-agent.log"

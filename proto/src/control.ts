@@ -85,7 +85,7 @@ export type ProcessInfo = Infer<typeof PROCESS_INFO_SCHEMA>;
 
 /** Phases a checkpoint or restore reports, in the order they happen. */
 export const CONTROL_PHASES = Object.freeze([
-  'prepare', 'freeze', 'lock', 'checkpoint', 'write-gpu', 'criu-dump', 'driver-restore', 'unlock', 'thaw', 'move-criu', 'seal',
+  'prepare', 'freeze', 'lock', 'checkpoint', 'write-gpu', 'criu-dump', 'driver-restore', 'unlock', 'thaw', 'trim-criu', 'move-criu', 'seal',
   'verify', 'criu-restore', 'fill-gpu', 'done',
 ] as const);
 export type ControlPhase = (typeof CONTROL_PHASES)[number];

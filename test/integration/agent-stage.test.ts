@@ -1,5 +1,5 @@
-// image.stageDir: a pre-dump's CRIU image is written to the stage while the app is frozen and moves into
-// the image after the thaw. The moved image must be whole: restoring it (after killing the app) brings
+// image.stageDir: a pre-dump's CRIU image is written to the stage while the app is frozen, loses its zero
+// pages there (image.trimZeroPages) and moves into the image after the thaw. The moved image must be whole: restoring it (after killing the app) brings
 // the app back from the pre-dump point to its reference checksum, and the stage is left empty.
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -32,6 +32,9 @@ it('a staged pre-dump moves its CRIU image into the image dir; that image restor
   const criu = readdirSync(join(img, 'criu'));
   expect(criu.some((f) => /^pages-\d+\.img$/.test(f))).toBe(true);
   expect(criu).toContain('dump.log');
+  // Zero pages were left out in the stage, before the move (image.trimZeroPages, on by default).
+  expect(r.lines.some((l) => l.t === 'progress' && l.phase === 'trim-criu')).toBe(true);
+  expect(agent.agentLog()).toMatch(/"zeroPagesLeftOut":[1-9]\d*.*CRIU image: zero pages left out/);
 
   process.kill(pid, 'SIGKILL');
   expect(await appGone(pid)).toBe(true);

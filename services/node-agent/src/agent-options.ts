@@ -50,6 +50,8 @@ export interface AgentOptions {
      * @default null: CRIU writes into the image directly
      */
     stageDir?: string | null;
+    /** Leave whole zero pages of private anonymous memory out of a checkpoint's CRIU image (they read as zero after the restore anyway); see criu-zero.ts. @default true */
+    trimZeroPages?: boolean;
   };
   /** VA region handed to libphos (PHOS_VA_BASE, PHOS_VA_SIZE). Every process of a node gets the same one. */
   va?: { base?: number | string; size?: number | string };
@@ -78,6 +80,7 @@ export interface CompiledAgentOptions {
   fsync: boolean;
   prefill: boolean;
   stageDir: string | null;
+  trimZeroPages: boolean;
   vaBase: number;
   vaSize: number;
   chunkSize: number;
@@ -142,11 +145,13 @@ export function compileAgentOptions(o: AgentOptions = {}): CompiledAgentOptions 
   if (typeof fsync !== 'boolean') throw bad('image.fsync', 'must be true or false');
   const prefill = o.image?.prefill ?? true;
   if (typeof prefill !== 'boolean') throw bad('image.prefill', 'must be true or false');
+  const trimZeroPages = o.image?.trimZeroPages ?? true;
+  if (typeof trimZeroPages !== 'boolean') throw bad('image.trimZeroPages', 'must be true or false');
   return {
     socket, controlSocket, stateDir, logsDir: join(stateDir, 'logs'), node, pidMin, pidMax, pidHoldSeconds,
     libphos: absPath('libphos', o.libphos, join(ROOT, 'build/native/hijack/libphos.so')),
     libcuda: o.libcuda ? absPath('libcuda', o.libcuda, '') : null,
-    criu: o.criu ?? null, fsync, prefill, stageDir: o.image?.stageDir ? absPath('image.stageDir', o.image.stageDir, '') : null,
+    criu: o.criu ?? null, fsync, prefill, stageDir: o.image?.stageDir ? absPath('image.stageDir', o.image.stageDir, '') : null, trimZeroPages,
     vaBase, vaSize: num('va.size', o.va?.size, DEFAULT_VA_SIZE), chunkSize: DEFAULT_CHUNK_SIZE, env,
     keeperPath: o.keeperPath ?? true,
     nats: o.nats ?? null,

@@ -12,6 +12,7 @@ import * as pccl from '../../../native/pccl/pccl.ts';
 import { AGENT_FAULT_POINTS, MANIFEST_VERSION, PhosError, type AgentFaultPoint, type CheckpointResult, type ControlPhase, type Manifest } from '../../../proto/src/index.ts';
 import type { CompiledAgentOptions } from './agent-options.ts';
 import { criuDump, criuVersion } from './criu.ts';
+import { trimZeroPages } from './criu-zero.ts';
 import { createImageDir, criuFileSizes, readManifest, removeImageDir, writeGpuChunks, writeManifest, type ImageDir, type ImageManifest } from './image.ts';
 import type { Keeper, KeptAllocation } from './keeper.ts';
 import { thawProcess } from './thaw.ts';
@@ -259,6 +260,24 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
         c.released = true;
         c.releasedAt = performance.now();
         moveTo(p.rec, 'running', 'pre-dump: thawed');
+      },
+    });
+  }
+  // Off the stall for a pre-dump (the app runs again); a dump's process stays stopped until the seal anyway.
+  // A migration ships the image as CRIU writes it, so its image is not rewritten.
+  if (d.o.trimZeroPages && !req.ship) {
+    steps.push({
+      name: 'trim-criu',
+      run: async () => {
+        report.phase('trim-criu');
+        const dir = c.stage ?? p.img.criuDir;
+        try {
+          const t = await trimZeroPages(dir);
+          if (t.skipped) p.log.info({ pid, reason: t.skipped }, 'CRIU image kept whole');
+          else p.log.info({ pid, pages: t.pagesBefore, zeroPagesLeftOut: t.pagesBefore - t.pagesAfter }, 'CRIU image: zero pages left out');
+        } catch (err) {
+          p.log.warn({ pid, err }, 'CRIU image kept whole: could not read it for zero pages');
+        }
       },
     });
   }
