@@ -111,7 +111,7 @@ export function render(): { md: string; png: Buffer | null } {
     judged.rows.map((p) => `${p.gib} GiB ${target(p.preDumpStallMs, 1000)}`).join(', ') + '; restore-to-running ≤ 1.0 s — ' +
     judged.rows.map((p) => `${p.gib} GiB ${target(p.restoreToRunningMs, 1000)}`).join(', ') + '.',
     `(Runs judged: ${judged.rows.map((p) => `${p.gib} GiB ${fromRun(p.gib)}`).join(', ')}.)`, '', ...plot.md);
-  out.push(...torchSection(torch, '## A PyTorch training loop (small transformer + AdamW, `test/gpu/torch/train_loop.py`)', '`bash bench/gpu/run.sh torch`'));
+  out.push(...torchSection(torch, '## A PyTorch training loop (small transformer + AdamW, `test/gpu/torch/train_loop.py`)', '`bash bench/gpu/run.sh torch`', load<TorchDoc & { criuZeroPageBytes: number }>('gpu-torch-zeros')));
   const llama = load<TorchDoc>('gpu-llama');
   const migrate = load<MigrateDoc>('gpu-migrate');
   const steps = load<StepsDoc>('gpu-migrate-steps');
@@ -120,13 +120,13 @@ export function render(): { md: string; png: Buffer | null } {
   const migrations = [migrate, load<MigrateDoc>('gpu-migrate-repeat'), load<MigrateDoc>('gpu-migrate-kdat'), load<MigrateDoc>('gpu-migrate-stack')];
   out.push(...migrationSection(migrations, steps, load<MigrateDoc>('gpu-migrate-overlap-off'), load<StepsDoc>('gpu-migrate-kdat-steps')));
   out.push(...multiGpuSection(loadLines<MultiGpuCase>('gpu-multigpu')));
-  out.push(...pcclSection([load<PcclDoc>('gpu-pccl'), load<PcclDoc>('gpu-pccl-r2'), load<PcclDoc>('gpu-pccl-r3')], load<PcclDoc>('gpu-pccl-v1'), load<PcclDoc>('pccl')));
+  out.push(...pcclSection([load<PcclDoc>('gpu-pccl'), load<PcclDoc>('gpu-pccl-r2'), load<PcclDoc>('gpu-pccl-r3'), load<PcclDoc>('gpu-pccl-r4'), load<PcclDoc>('gpu-pccl-r5')], load<PcclDoc>('gpu-pccl-v1'), load<PcclDoc>('pccl')));
   out.push(...missesSection(judged, { training: torch, 'Llama decoder': llama }, latestMigrations(migrations), steps, load<StepsDoc>('gpu-migrate-kdat-steps'), load<StepsDoc>('gpu-migrate-stack-steps')));
   return { md: out.join('\n') + '\n', png: plot.png };
 }
 
 /** One PyTorch workload under phos and under the baseline (bench/gpu/torch.sh), or a line saying it was not run. */
-function torchSection(torch: TorchDoc | null, title: string, cmd: string): string[] {
+function torchSection(torch: TorchDoc | null, title: string, cmd: string, zeros: (TorchDoc & { criuZeroPageBytes: number }) | null = null): string[] {
   const out: string[] = [];
   if (!torch) return [title, '', `Not measured on a GPU yet. Reproduce: ${cmd} on the GPU machine (carry \`.carry\`).`, ''];
   const when = torch.date ? ` Measured ${torch.date}${torch.commit ? ` at commit ${torch.commit}` : ''}, ${(torch.reps ?? 1) > 1 ? `${torch.reps} runs of each system, medians (the checksum column covers every run)` : 'one run'}.` : '';
@@ -142,10 +142,14 @@ function torchSection(torch: TorchDoc | null, title: string, cmd: string): strin
   out.push('', `Largest gap between training steps across the whole pre-dump + dump + restore: phos ${s(torch.largestStepGapMs)}${b ? `, baseline (one dump + restore) ${s(b.largestStepGapMs)}` : ''}.`, '');
   const grow = torch.driverCheckpointRssAnonGrowthBytes ?? [], unexplained = torch.deviceBytesUnexplainedByLibphos ?? [];
   if (grow.length) {
-    out.push(`Residue: with libphos the driver checkpoint still grew the process's anonymous memory (RssAnon) by ${grow.map(gb).join(' and ')}`,
-      `(pre-dump, dump); the device memory no allocation call explains (the driver's own: context, local memory, module`,
-      `images) was ${unexplained.map(gb).join(' and ')}. The CRIU image, ${gb(torch.criuImageBytes)}, is that copy plus the process's own host`,
-      `memory (Python, PyTorch and CUDA library heaps)${b ? `; the baseline's image is ${gb(b.imageBytes)}` : ''}.`, '');
+    // Since 1e48f49 libphos frees each context's per-thread stack backing for the freeze: the checkpoint then copies less than the residue.
+    const shrunk = unexplained.length > 0 && grow[0]! < 0.9 * unexplained[0]!;
+    out.push(`Residue: the device memory no allocation call explains (the driver's own: context, per-thread stack backing, module images) was`,
+      `${unexplained.map(gb).join(' and ')} while the app ran (before the pre-dump, before the dump); the driver checkpoint grew the process's anonymous memory (RssAnon) by`,
+      `${grow.map(gb).join(' and ')}${shrunk ? ' (libphos frees the stack backing for the freeze: 264 MiB per context on an H200, `bench/gpu/residue-probe.sh`)' : ''}.`,
+      `The CRIU image, ${gb(torch.criuImageBytes)}, is that copy plus the process's own host memory (Python, PyTorch and CUDA library heaps${zeros ? `;` : ')'}` +
+      (zeros ? ` ${gb(zeros.criuZeroPageBytes)} of a ${gb(zeros.criuImageBytes)} image were whole zero pages in a later run, \`bench/results/gpu-torch-zeros.json\`, commit ${zeros.commit ?? '?'}; since c593e50 the agent leaves those out of a checkpoint's image, not yet measured on the GPU)` : '') +
+      `${b ? `; the baseline's image is ${gb(b.imageBytes)}` : ''}.`, '');
   }
   return out;
 }
@@ -332,7 +336,8 @@ function pcclSection(gpuRuns: (PcclDoc | null)[], before: PcclDoc | null, here: 
         return `| ${n} | ${per.map((r) => r?.pccl.mbPerSec ?? '-').join(' / ')} | ${per.map((r) => r?.raw.mbPerSec ?? '-').join(' / ')} | ${per.map((r) => pct(r?.ratio)).join(' / ')} | ${pct(med(ratios(n)))} |${before ? ` ${pct(v1?.ratio)} |` : ''}`;
       }), '',
       `Target ≥ 90 % (median over the calls) — ${streams.map((n) => `${n} stream${n > 1 ? 's' : ''} ${med(ratios(n)) >= 0.9 ? 'met' : 'missed'}`).join(', ')}.`,
-      'Above 100 %: the raw baseline sends each stream\'s share with one large send(); pccl\'s 256 KiB pieces with MSG_MORE', 'sometimes move faster on this machine. The spread between calls is the machine\'s, not the code\'s (one build ran all of them).', '');
+      'Above 100 %: the raw baseline sends each stream\'s share with one large send(); pccl\'s 256 KiB pieces with MSG_MORE', 'sometimes move faster on this machine. Each call got a fresh machine; the transport did not change between the calls',
+      'but for a refactor of the receive loop (353b951: the same reads and hashes on host mappings) before calls 4 and 5.', '');
   }
   if (here) {
     out.push(`This machine: ${here.machine.nproc} CPUs (${here.machine.cpu}), kernel ${here.machine.kernel}, ${here.date.slice(0, 10)} (two CPUs carry both ends and the kernel's TCP work):`, '',

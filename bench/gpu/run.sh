@@ -8,7 +8,7 @@
 # Parts:
 #   counter     phos vs driver checkpoint + CRIU on counter at 1, 4, 16 GiB  -> gpu-phos.json, gpu-baseline.json
 #   counter32   the same at 32 GiB                                          -> gpu-phos-32.json, gpu-baseline-32.json
-#   torch       the PyTorch training loop (AdamW), both systems, residue    -> gpu-torch.json
+#   torch       the PyTorch training loop (AdamW), both systems, 3 runs, residue -> gpu-torch.json
 #   llama       a Llama-2-13B-shaped decoder, 26 GB fp16, generating        -> gpu-llama.json
 #   migrate     live migration, counter 16 + 1 GiB and the training loop   -> gpu-migrate.json, gpu-migrate-steps.json
 #   overhead    libphos's steady-state cost: training-step time with and without it, launch cost -> gpu-overhead.json
@@ -34,7 +34,7 @@ as() {
 case $part in
   counter) bash bench/gpu/phos.sh 1 4 16 && bash bench/gpu/baseline.sh 1 4 16 ;;
   counter32) as -32 bash bench/gpu/phos.sh 32 && as -32 bash bench/gpu/baseline.sh 32 ;;
-  torch) bash bench/gpu/torch.sh ;;
+  torch) PHOS_TORCH_REPS=${PHOS_TORCH_REPS:-3} bash bench/gpu/torch.sh ;;
   llama) PHOS_TORCH_APP=llama bash bench/gpu/torch.sh ;;
   migrate) bash bench/gpu/migrate.sh 16 1 train ;;
   overhead)
