@@ -13,6 +13,7 @@
 #   migrate     live migration, counter 16 + 1 GiB and the training loop   -> gpu-migrate.json, gpu-migrate-steps.json
 #   overhead    libphos's steady-state cost: training-step time with and without it, launch cost -> gpu-overhead.json
 #   pccl        pccl transport vs raw TCP between two network namespaces, 1-8 streams  -> gpu-pccl.json
+#   misses      what the targets still miss, in one call: torch x3, its migration x3, counter 16 GiB x3, pccl x2
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
@@ -48,6 +49,15 @@ case $part in
     source bench/gpu/lib.sh
     command -v ip >/dev/null || PATH="$CARRY/ip/bin:$PATH"  # carried by pack.sh: the GPU machine has no iproute2
     PHOS_ROOT=$ROOT PHOS_PCCL_PEER=$CARRY/bundle/transport-peer.mjs PHOS_BENCH_RESULT=$OUT/gpu-pccl.json "$NODE" "$CARRY/bundle/pccl-bench.mjs" ;;
+  misses)
+    # The targets still missed, in one call (~9 min): the training loop x3 with its baseline, the training
+    # loop's migration x3 (phos alone), counter 16 GiB x3, and pccl twice. Each part's files get a suffix
+    # so nothing overwrites: gpu-torch.json, gpu-migrate-misses.json, gpu-migrate-steps-misses.json, gpu-phos-misses.json,
+    # gpu-pccl-m1.json, gpu-pccl-m2.json.
+    PHOS_TORCH_REPS=3 bash bench/gpu/torch.sh
+    as -misses env PHOS_BENCH_REPS=3 PHOS_BENCH_BASELINE=0 bash bench/gpu/migrate.sh train
+    as -misses env PHOS_BENCH_REPS_LARGE=3 bash bench/gpu/phos.sh 16
+    for i in 1 2; do as -m$i bash "$0" pccl; done ;;
   *)
     sed -n '2,/^set -uo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2
     exit 2 ;;
