@@ -333,7 +333,7 @@ function pcclSection(gpuRuns: (PcclDoc | null)[], before: PcclDoc | null, here: 
       ...streams.map((n) => {
         const per = runs.map((x) => x.results.find((r) => r.streams === n));
         const v1 = before?.results.find((r) => r.streams === n);
-        return `| ${n} | ${per.map((r) => r?.pccl.mbPerSec ?? '-').join(' / ')} | ${per.map((r) => r?.raw.mbPerSec ?? '-').join(' / ')} | ${per.map((r) => pct(r?.ratio)).join(' / ')} | ${pct(med(ratios(n)))} |${before ? ` ${pct(v1?.ratio)} |` : ''}`;
+        return `| ${n} | ${per.map((r) => r?.pccl.mbPerSec ?? '-').join(' / ')} | ${per.map((r) => r?.raw.mbPerSec ?? '-').join(' / ')} | ${per.map((r) => pct(r?.ratio)).join(' / ')} | ${(med(ratios(n)) * 100).toFixed(1)} % |${before ? ` ${pct(v1?.ratio)} |` : ''}`;
       }), '',
       `Target ≥ 90 % (median over the calls) — ${streams.map((n) => `${n} stream${n > 1 ? 's' : ''} ${med(ratios(n)) >= 0.9 ? 'met' : 'missed'}`).join(', ')}.`,
       'Above 100 %: the raw baseline sends each stream\'s share with one large send(); pccl\'s 256 KiB pieces with MSG_MORE', 'sometimes move faster on this machine. Each call got a fresh machine; the transport did not change between the calls',
