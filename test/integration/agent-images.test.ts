@@ -168,6 +168,9 @@ describe('safe path', () => {
     expect(d.code, d.stderr).toBe(0);
     expect(d.last.result).toMatchObject({ path: 'safe', chunks: 0 });
     expect(d.last.result.safeReason).toMatch(/libphos is not connected/);
+    // Its image, the device memory included, went through the zero-page pass (image.trimZeroPages): the
+    // restore below must still be bit-exact.
+    expect(agent.agentLog()).toMatch(/"zeroPagesLeftOut":\d+.*CRIU image: /);
     const r = await agent.phos(['restore', '--dir', img]);
     expect(r.code, r.stderr).toBe(0);
     const final = await waitForLog(logPath, (l) => l.checksum !== null || l.steps.some((s) => !s.ok), 30_000);

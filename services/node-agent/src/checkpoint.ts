@@ -265,22 +265,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
   }
   // Off the stall for a pre-dump (the app runs again); a dump's process stays stopped until the seal anyway.
   // A migration ships the image as CRIU writes it, so its image is not rewritten.
-  if (d.o.trimZeroPages && !req.ship) {
-    steps.push({
-      name: 'trim-criu',
-      run: async () => {
-        report.phase('trim-criu');
-        const dir = c.stage ?? p.img.criuDir;
-        try {
-          const t = await trimZeroPages(dir);
-          if (t.skipped) p.log.info({ pid, reason: t.skipped }, 'CRIU image kept whole');
-          else p.log.info({ pid, pages: t.pagesBefore, zeroPagesLeftOut: t.pagesBefore - t.pagesAfter }, 'CRIU image: zero pages left out');
-        } catch (err) {
-          p.log.warn({ pid, err }, 'CRIU image kept whole: could not read it for zero pages');
-        }
-      },
-    });
-  }
+  if (d.o.trimZeroPages && !req.ship) steps.push(trimStep<KeeperCtx>(report, p.log, pid, () => c.stage ?? p.img.criuDir));
   if (pre && d.o.stageDir && !req.ship) {
     steps.push({
       name: 'move-criu',
@@ -338,6 +323,23 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
   return {
     dir: p.img.dir, kind: req.kind, path: 'keeper', safeReason: null, chunks: c.write.chunks.length, chunksWritten: c.write.written,
     chunksFromParent: c.write.fromParent, bytesWritten: c.write.bytesWritten, stallMs: c.releasedAt - c.lockedAt, criuMs: c.criuMs, totalMs: performance.now() - p.t0,
+  };
+}
+
+/** Leaves the zero pages of private anonymous memory out of the CRIU image in dir() (criu-zero.ts); a failure keeps it whole. */
+function trimStep<C>(report: Reporter, log: Logger, pid: number, dir: () => string): Step<C> {
+  return {
+    name: 'trim-criu',
+    run: async () => {
+      report.phase('trim-criu');
+      try {
+        const t = await trimZeroPages(dir());
+        if (t.skipped) log.info({ pid, reason: t.skipped }, 'CRIU image kept whole');
+        else log.info({ pid, pages: t.pagesBefore, zeroPagesLeftOut: t.pagesBefore - t.pagesAfter }, t.pagesAfter < t.pagesBefore ? 'CRIU image: zero pages left out' : 'CRIU image: no zero pages to leave out');
+      } catch (err) {
+        log.warn({ pid, err }, 'CRIU image kept whole: could not read it for zero pages');
+      }
+    },
   };
 }
 
@@ -493,6 +495,8 @@ export async function checkpointProcess(d: CheckpointDeps, req: CheckpointReques
       },
     });
   }
+  // The safe path's image holds the GPU state as host memory too: its zero pages go the same way.
+  if (d.o.trimZeroPages && !req.ship) steps.push(trimStep<Ctx>(report, d.log, pid, () => ctx.img.criuDir));
   steps.push(...faultStep<Ctx>('agent-before-seal'), {
     name: 'seal',
     run: async (c) => {
