@@ -66,6 +66,7 @@ function merged<R extends { gib: number }>(a: Doc<R> | null, b: Doc<R> | null): 
 
 /** Runs of phos alone after the first table, newest first: what changed in the code, and the command. */
 const LATER_PHOS: { name: string; what: string; cmd: string; note?: string }[] = [
+  { name: 'gpu-phos-misses', what: 'the code at that commit', cmd: '`bash bench/gpu/run.sh misses`' },
   { name: 'gpu-phos-stage', what: "a pre-dump's CRIU image staged on a huge-page tmpfs (image.stageDir), CRIU at -v3", cmd: '`PHOS_BENCH_REPS_LARGE=3 bash bench/gpu/phos.sh 16`' },
   { name: 'gpu-phos-stack', what: 'libphos frees the per-thread stack backing while frozen; a restore reads the GPU chunks while CRIU restores', cmd: '`PHOS_BENCH_REPS=3 PHOS_BENCH_REPS_LARGE=3 bash bench/gpu/phos.sh 1 4 16`',
     note: 'One 1 GiB rep failed on a pid-hold race fixed since (1f68a6b). Two of the three 16 GiB restores ran their first step only after the whole background fill (4.1 s; the cause was not found); none of the three in the run below did.' },
@@ -118,11 +119,11 @@ export function render(): { md: string; png: Buffer | null } {
   const steps = load<StepsDoc>('gpu-migrate-steps');
   out.push(...torchSection(llama, '## A decoder with Llama-2-13B\'s shapes (26 GB of fp16 weights, generating tokens; `test/gpu/torch/llama_decode.py`)', '`bash bench/gpu/run.sh llama`'));
   out.push(...overheadSection(load<OverheadDoc>('gpu-overhead')));
-  const migrations = [migrate, load<MigrateDoc>('gpu-migrate-repeat'), load<MigrateDoc>('gpu-migrate-kdat'), load<MigrateDoc>('gpu-migrate-stack')];
+  const migrations = [migrate, load<MigrateDoc>('gpu-migrate-repeat'), load<MigrateDoc>('gpu-migrate-kdat'), load<MigrateDoc>('gpu-migrate-stack'), load<MigrateDoc>('gpu-migrate-misses')];
   out.push(...migrationSection(migrations, steps, load<MigrateDoc>('gpu-migrate-overlap-off'), load<StepsDoc>('gpu-migrate-kdat-steps')));
   out.push(...multiGpuSection(loadLines<MultiGpuCase>('gpu-multigpu')));
-  out.push(...pcclSection([load<PcclDoc>('gpu-pccl'), load<PcclDoc>('gpu-pccl-r2'), load<PcclDoc>('gpu-pccl-r3'), load<PcclDoc>('gpu-pccl-r4'), load<PcclDoc>('gpu-pccl-r5')], load<PcclDoc>('gpu-pccl-v1'), load<PcclDoc>('pccl')));
-  out.push(...missesSection(judged, { training: torch, 'Llama decoder': llama }, latestMigrations(migrations), steps, load<StepsDoc>('gpu-migrate-kdat-steps'), load<StepsDoc>('gpu-migrate-stack-steps')));
+  out.push(...pcclSection([load<PcclDoc>('gpu-pccl'), load<PcclDoc>('gpu-pccl-r2'), load<PcclDoc>('gpu-pccl-r3'), load<PcclDoc>('gpu-pccl-r4'), load<PcclDoc>('gpu-pccl-r5'), load<PcclDoc>('gpu-pccl-m1'), load<PcclDoc>('gpu-pccl-m2')], load<PcclDoc>('gpu-pccl-v1'), load<PcclDoc>('pccl')));
+  out.push(...missesSection(judged, { training: torch, 'Llama decoder': llama }, latestMigrations(migrations), steps, load<StepsDoc>('gpu-migrate-kdat-steps'), load<StepsDoc>('gpu-migrate-steps-misses') ?? load<StepsDoc>('gpu-migrate-stack-steps')));
   return { md: out.join('\n') + '\n', png: plot.png };
 }
 
@@ -300,7 +301,7 @@ function missesSection(phos: Doc<PhosRow>, torches: Record<string, TorchDoc | nu
     const big = trainSteps?.length
       ? Object.fromEntries(Object.keys(trainSteps[0]!.steps).map((k) => [k, stepMedian(trainSteps, k)]))
       : steps!.reduce((a, b) => ((b.steps['source:criu-dump'] ?? 0) > (a.steps['source:criu-dump'] ?? 0) ? b : a)).steps;
-    const which = trainSteps?.length ? `the training loop's (medians over the ${trainSteps.length} migrations of \`bench/results/gpu-migrate-stack-steps.json\`)` : "a training loop's";
+    const which = trainSteps?.length ? `the training loop's (medians over the ${trainSteps.length} migrations of its latest run)` : "a training loop's";
     out.push(`- **migration downtime** ${migrations.map((r) => `${r.workload === 'train' ? 'training loop' : `counter ${r.gib} GiB`} ${s(r.phosDowntimeMs)}`).join(', ')} (target 1.5 s).`,
       "  No step grows with GPU memory (see the counter's steps above); the fixed costs do, with the CPU image. The cutover with",
       `  the largest one, ${which}: driver checkpoint ${s(big['source:checkpoint'])}, CRIU dump ${s(big['source:criu-dump'])}, hand-over ${s(big['hand-over (seal to target pid claim)'])},`,

@@ -53,7 +53,8 @@ case $part in
     # The targets still missed, in one call (~9 min): the training loop x3 with its baseline, the training
     # loop's migration x3 (phos alone), counter 16 GiB x3, and pccl twice. Each part's files get a suffix
     # so nothing overwrites: gpu-torch.json, gpu-migrate-misses.json, gpu-migrate-steps-misses.json, gpu-phos-misses.json,
-    # gpu-pccl-m1.json, gpu-pccl-m2.json.
+    # gpu-pccl-m1.json, gpu-pccl-m2.json; bench/report.ts reads them under those names. Copy them to bench/results/
+    # with "commit" set to what pack.sh packed: the GPU machine's copy has no reliable git HEAD.
     PHOS_TORCH_REPS=3 bash bench/gpu/torch.sh
     as -misses env PHOS_BENCH_REPS=3 PHOS_BENCH_BASELINE=0 bash bench/gpu/migrate.sh train
     as -misses env PHOS_BENCH_REPS_LARGE=3 bash bench/gpu/phos.sh 16
