@@ -124,36 +124,41 @@ export async function trimZeroPages(dir: string): Promise<ZeroTrim> {
 }
 
 /** Writes pages-N.img and pagemap-N.img without the zero pages of `anon`, then renames them over the old. */
-async function rewrite(dir: string, pagesName: string, mapName: string, headEntry: Buffer, runs: Run[], anon: [bigint, bigint][]): Promise<ZeroTrim> {
+async function rewrite(dir: string, pagesName: string, mapName: string, headEntry: Buffer, runs: Run[], anonBig: [bigint, bigint][]): Promise<ZeroTrim> {
+  // User addresses fit a double exactly (below 2^47); anything else is left alone rather than rounded.
+  if ([...runs.map((r) => r.vaddr), ...anonBig.flat()].some((v) => v >= 1n << 53n)) return { pagesBefore: 0, pagesAfter: 0, skipped: 'addresses above 2^53' };
+  const anon = anonBig.map(([s, e]) => [Number(s), Number(e)] as [number, number]);
   const src = await open(join(dir, pagesName), 'r');
   const dst = await open(join(dir, `${pagesName}.trim`), 'w');
   const out: Run[] = [];
   let before = 0, after = 0;
   try {
-    const buf = Buffer.alloc(BLOCK);
-    let vi = 0; // anon range cursor (runs are in address order)
+    const buf = Buffer.alloc(BLOCK), kept = Buffer.alloc(BLOCK);
+    let vi = 0; // anon range cursor (runs are in address order; out of order only keeps more)
     for (const r of runs) {
       if (!(r.flags & PE_PRESENT)) { out.push(r); continue; }
       before += r.pages;
+      const base = Number(r.vaddr);
       let cur: Run | null = null;
       for (let done = 0; done < r.pages;) {
         const n = Math.min(r.pages - done, BLOCK / PAGE);
         const { bytesRead } = await src.read(buf, 0, n * PAGE, null);
         if (bytesRead !== n * PAGE) throw new Error(`${pagesName}: shorter than its pagemap`);
-        let keepFrom = -1;
-        const flush = async (end: number) => { if (keepFrom >= 0) { await dst.write(buf, keepFrom * PAGE, (end - keepFrom) * PAGE); keepFrom = -1; } };
+        // Kept pages are gathered into one buffer per block: one write per block, however they alternate.
+        let k = 0, from = -1;
+        const gather = (end: number) => { if (from >= 0) { buf.copy(kept, k * PAGE, from * PAGE, end * PAGE); k += end - from; from = -1; } };
         for (let i = 0; i < n; i++) {
-          const addr = r.vaddr + BigInt((done + i) * PAGE);
+          const addr = base + (done + i) * PAGE;
           while (vi < anon.length && anon[vi]![1] <= addr) vi++;
           const inAnon = vi < anon.length && anon[vi]![0] <= addr;
-          const zero = inAnon && buf.subarray(i * PAGE, (i + 1) * PAGE).equals(ZERO);
-          if (zero) { await flush(i); cur = null; continue; }
-          if (keepFrom < 0) keepFrom = i;
+          if (inAnon && ZERO.compare(buf, i * PAGE, (i + 1) * PAGE) === 0) { gather(i); cur = null; continue; }
+          if (from < 0) from = i;
           if (cur) cur.pages++;
-          else { cur = { vaddr: addr, pages: 1, flags: r.flags }; out.push(cur); }
+          else { cur = { vaddr: BigInt(addr), pages: 1, flags: r.flags }; out.push(cur); }
           after++;
         }
-        await flush(n);
+        gather(n);
+        if (k) await dst.write(kept, 0, k * PAGE);
         done += n;
       }
     }
