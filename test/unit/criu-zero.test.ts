@@ -64,6 +64,11 @@ it('leaves alone an image with pages in a parent image or with more than one pro
   const two = imageDir([vma(0x10000, 0x12000, ANON)], [entry(0x10000, 2)], pages, 2);
   expect((await trimZeroPages(two)).skipped).toMatch(/2 processes/);
   expect(readFileSync(join(two, 'pages-1.img')).length).toBe(2 * PAGE);
+  // Addresses a double cannot hold exactly are not rounded: the image stays as it is.
+  const high = 0xffffffffff600000n;
+  const far = imageDir([[...bytesField(14, [...field(1, high), ...field(2, high + 0x2000n), ...field(7, ANON)])]], [[...field(1, high), ...field(2, 2), ...field(4, 4)]], pages);
+  expect((await trimZeroPages(far)).skipped).toMatch(/2\^53/);
+  expect(readFileSync(join(far, 'pages-1.img')).length).toBe(2 * PAGE);
 });
 
 it('a pages file shorter than its pagemap is an error and leaves the image as it was', async () => {
