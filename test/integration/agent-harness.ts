@@ -63,8 +63,10 @@ export async function startAgent(pidRange: string, extraEnv: Record<string, stri
   let log = '';
   proc.stderr!.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-200_000); });
   const deadline = Date.now() + 20_000;
-  while (!existsSync(controlSocket)) {
+  // Ready once it answers a ping: the socket file exists from bind(2), a moment before listen(2).
+  for (;;) {
     if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`agent did not start:\n${log}`);
+    if (existsSync(controlSocket) && await callAgent(controlSocket, 'ping', {}).then(() => true, () => false)) break;
     await new Promise((r) => setTimeout(r, 50));
   }
   const phos = (args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {

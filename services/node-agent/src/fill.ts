@@ -218,8 +218,8 @@ export const chunkKey = (alloc: number, index: number): string => `${alloc}:${in
  * Reads a restore's chunks into its fresh keeper memory while CRIU restores the process (which takes a
  * second for a PyTorch process's CPU image), ascending, in batches. The thaw stops it after the batch in
  * flight and leaves only the chunks it did not reach behind the gate, so an image that fits in that time
- * is not waited for by the app's first launches. A batch with a corrupt file is skipped: its chunks stay
- * for the Filler, which names the file.
+ * is not waited for by the app's first launches. A chunk whose file is corrupt is skipped: it stays for the
+ * Filler, which names the file.
  */
 export class Prefill {
   readonly done = new Set<string>();
@@ -237,15 +237,24 @@ export class Prefill {
       const batch: PrefillChunk[] = [];
       while (i < chunks.length && batch.length < FILL_BATCH && chunks[i]!.region === region) batch.push(chunks[i++]!);
       try {
-        await pccl.readChunks({ dst: region, items: batch.map(({ offset, length, path, hash }) => ({ offset, length, path, hash })) });
-        for (const c of batch) this.done.add(c.key);
+        await this.read(region, batch);
       } catch (err) {
         if (!(err instanceof PhosError && err.code === 'IMAGE_CORRUPT')) {
           this.log.warn({ err }, 'prefill stopped: the chunks left fill after the thaw');
           return;
         }
+        // One corrupt file fails its whole batch: the others of it are read one by one.
+        for (const c of batch) {
+          if (this.stopRequested) return;
+          await this.read(region, [c]).catch(() => undefined);
+        }
       }
     }
+  }
+
+  private async read(region: number, chunks: PrefillChunk[]): Promise<void> {
+    await pccl.readChunks({ dst: region, items: chunks.map(({ offset, length, path, hash }) => ({ offset, length, path, hash })) });
+    for (const c of chunks) this.done.add(c.key);
   }
 
   /** Stops after the batch in flight; resolves with the chunks that landed. */
