@@ -3,7 +3,8 @@
 // filled in the background) continues from the last step bit-exact and `phos logs` shows the output from
 // before and after.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { chmodSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assertContinuous, parseWorkloadLog, referenceChecksum, waitForLog, workloadPath, WORKLOADS, type Workload } from '../helpers/workload.ts';
 import { appGone, gpuFiles, startAgent, type AgentHandle } from './agent-harness.ts';
@@ -18,7 +19,12 @@ const ARGS: Record<Workload, string[]> = {
 };
 
 let agent: AgentHandle;
-beforeEach(async () => { agent = await startAgent('23000-23999'); });
+// image.prefill off: every restore here releases the app with all its slab chunks behind libphos's gate,
+// so each workload runs through the on-demand fill (with prefill, a small image can be whole before the
+// thaw; agent-lazy and agent-stage restore with it on).
+const config = join(mkdtempSync(join(tmpdir(), 'phos-ckpt-')), 'agent.yaml');
+writeFileSync(config, 'image:\n  prefill: false\n');
+beforeEach(async () => { agent = await startAgent('23000-23999', { PHOS_AGENT_CONFIG: config }); });
 afterEach(async () => { await agent.stop(); });
 
 async function runWorkload(name: Workload): Promise<{ pid: number; logPath: string }> {
