@@ -37,6 +37,15 @@ async function fillEnded(pid: number, timeoutMs = 60_000): Promise<Fill> {
   }
 }
 
+/** Flips bits of one byte in the n-th gpu/ chunk file of an image; returns the file's path. */
+function corruptChunkFile(img: string, n: number, at: number, mask: number): string {
+  const chunk = join(img, 'gpu', gpuFiles(img)[n]!);
+  const bytes = readFileSync(chunk);
+  bytes[at] = bytes[at]! ^ mask;
+  writeFileSync(chunk, bytes);
+  return chunk;
+}
+
 async function dumpCounter(args: string[], name = 'img'): Promise<{ pid: number; logPath: string; img: string; stepsAtDump: number }> {
   const { pid, logPath } = await agent.run([workloadPath('counter'), ...args], 'ctr');
   await waitForLog(logPath, (l) => l.steps.length >= 5);
@@ -82,10 +91,7 @@ describe('lazy restore (agent, CRIU, cudasim)', () => {
   it('a flipped byte in a gpu/ chunk: restore releases the app, the chunk stays pending, ps shows failed-fill naming the file', async () => {
     const args = ['--mib', '32', '--steps', '200', '--step-ms', '20', '--verify-every', '5'];
     const { pid, logPath, img, stepsAtDump } = await dumpCounter(args);
-    const chunk = join(img, 'gpu', gpuFiles(img)[0]!);
-    const bytes = readFileSync(chunk);
-    bytes[12345] = bytes[12345]! ^ 0x01;
-    writeFileSync(chunk, bytes);
+    const chunk = corruptChunkFile(img, 0, 12345, 0x01);
 
     const r = await agent.call<Restored>('restore', { dir: img });
     expect(r.pid).toBe(pid);
@@ -114,10 +120,7 @@ describe('lazy restore (agent, CRIU, cudasim)', () => {
 
   it('restore --verify refuses a flipped byte in a gpu/ chunk, naming the file, before any process exists', async () => {
     const { pid, img } = await dumpCounter(['--mib', '32', '--steps', '200', '--step-ms', '20'], 'img-verify');
-    const chunk = join(img, 'gpu', gpuFiles(img)[1]!);
-    const bytes = readFileSync(chunk);
-    bytes[777] = bytes[777]! ^ 0x80;
-    writeFileSync(chunk, bytes);
+    const chunk = corruptChunkFile(img, 1, 777, 0x80);
     const r = await agent.phos(['restore', '--dir', img, '--verify']);
     expect(r.code, r.stderr).toBe(7);
     expect(r.stderr).toMatch(/^error IMAGE_CORRUPT: /m);
@@ -131,10 +134,7 @@ describe('lazy restore (agent, CRIU, cudasim)', () => {
     const args = ['--mib', '32', '--steps', '200', '--step-ms', '20', '--verify-every', '5'];
     const { pid, img } = await dumpCounter(args, 'img-prefill');
     const chunks = (JSON.parse(readFileSync(join(img, 'manifest.json'), 'utf8')) as { chunks: unknown[] }).chunks.length;
-    const chunk = join(img, 'gpu', gpuFiles(img)[3]!);
-    const bytes = readFileSync(chunk);
-    bytes[4242] = bytes[4242]! ^ 0x10;
-    writeFileSync(chunk, bytes);
+    const chunk = corruptChunkFile(img, 3, 4242, 0x10);
 
     const r = await agent.call<Restored>('restore', { dir: img });
     expect(r.pid).toBe(pid);

@@ -4,7 +4,7 @@
 // CRIU dump (GPU state in the CRIU image), driver restore + unlock. Until the app is released, any
 // failure undoes what ran and the app continues; a partial image is removed.
 import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statfsSync } from 'node:fs';
-import { copyFile } from 'node:fs/promises';
+import { cp } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../../../common/src/index.ts';
@@ -271,7 +271,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
       name: 'move-criu',
       run: async () => {
         report.phase('move-criu');
-        for (const f of readdirSync(c.stage!)) await copyFile(join(c.stage!, f), join(p.img.criuDir, f));
+        await cp(c.stage!, p.img.criuDir, { recursive: true });
         rmSync(c.stage!, { recursive: true, force: true });
         c.stage = null;
       },

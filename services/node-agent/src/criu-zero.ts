@@ -75,7 +75,8 @@ function frame(msg: number[]): Buffer {
   return b;
 }
 
-interface Run { vaddr: bigint; pages: number; flags: number }
+/** Addresses are doubles: user space lies below 2^47 (an image with larger ones is left alone). */
+interface Run { vaddr: number; pages: number; flags: number }
 
 /** Private anonymous, non-hugetlb mappings, as sorted [start, end) ranges. */
 function anonRanges(mm: Buffer): [bigint, bigint][] {
@@ -100,15 +101,18 @@ export async function trimZeroPages(dir: string): Promise<ZeroTrim> {
   const maps = names.filter((n) => /^pagemap-\d+\.img$/.test(n));
   const none = (why: string): ZeroTrim => ({ pagesBefore: 0, pagesAfter: 0, skipped: why });
   if (mms.length !== 1 || maps.length !== 1) return none(`${mms.length} processes in the image`);
-  const anon = anonRanges(entries(await readFile(join(dir, mms[0]!)), MM_MAGIC, mms[0]!)[0] ?? Buffer.alloc(0));
+  const anonBig = anonRanges(entries(await readFile(join(dir, mms[0]!)), MM_MAGIC, mms[0]!)[0] ?? Buffer.alloc(0));
   const pm = entries(await readFile(join(dir, maps[0]!)), PAGEMAP_MAGIC, maps[0]!);
   if (pm.length === 0) return none('empty pagemap');
   const pagesName = `pages-${num(fields(pm[0]!), 1)}.img`;
   // Without flags (older images) an entry is in the parent when in_parent says so, else present.
-  const runs: Run[] = pm.slice(1).map((e) => {
+  const entriesBig = pm.slice(1).map((e) => {
     const f = fields(e), flags = f.find((x) => x.no === 4)?.varint;
     return { vaddr: num(f, 1), pages: Number(num(f, 2)), flags: flags !== undefined ? Number(flags) : num(f, 3) ? PE_PARENT : PE_PRESENT };
   });
+  if ([...entriesBig.map((r) => r.vaddr), ...anonBig.flat()].some((v) => v >= 1n << 53n)) return none('addresses above 2^53');
+  const runs: Run[] = entriesBig.map((r) => ({ ...r, vaddr: Number(r.vaddr) }));
+  const anon = anonBig.map(([a, b]) => [Number(a), Number(b)] as [number, number]);
   // PE_LAZY only says a page may be served lazily (CRIU sets it on anonymous memory); its bytes are here
   // when PE_PRESENT is set. Pages in a parent image are not, and a parent may hold other bytes for them.
   if (runs.some((r) => r.flags & PE_PARENT)) return none('pages in a parent image');
@@ -124,10 +128,7 @@ export async function trimZeroPages(dir: string): Promise<ZeroTrim> {
 }
 
 /** Writes pages-N.img and pagemap-N.img without the zero pages of `anon`, then renames them over the old. */
-async function rewrite(dir: string, pagesName: string, mapName: string, headEntry: Buffer, runs: Run[], anonBig: [bigint, bigint][]): Promise<ZeroTrim> {
-  // User addresses fit a double exactly (below 2^47); anything else is left alone rather than rounded.
-  if ([...runs.map((r) => r.vaddr), ...anonBig.flat()].some((v) => v >= 1n << 53n)) return { pagesBefore: 0, pagesAfter: 0, skipped: 'addresses above 2^53' };
-  const anon = anonBig.map(([s, e]) => [Number(s), Number(e)] as [number, number]);
+async function rewrite(dir: string, pagesName: string, mapName: string, headEntry: Buffer, runs: Run[], anon: [number, number][]): Promise<ZeroTrim> {
   const src = await open(join(dir, pagesName), 'r');
   const dst = await open(join(dir, `${pagesName}.trim`), 'w');
   const out: Run[] = [];
@@ -138,7 +139,7 @@ async function rewrite(dir: string, pagesName: string, mapName: string, headEntr
     for (const r of runs) {
       if (!(r.flags & PE_PRESENT)) { out.push(r); continue; }
       before += r.pages;
-      const base = Number(r.vaddr);
+      const base = r.vaddr;
       let cur: Run | null = null;
       for (let done = 0; done < r.pages;) {
         const n = Math.min(r.pages - done, BLOCK / PAGE);
@@ -154,7 +155,7 @@ async function rewrite(dir: string, pagesName: string, mapName: string, headEntr
           if (inAnon && ZERO.compare(buf, i * PAGE, (i + 1) * PAGE) === 0) { gather(i); cur = null; continue; }
           if (from < 0) from = i;
           if (cur) cur.pages++;
-          else { cur = { vaddr: BigInt(addr), pages: 1, flags: r.flags }; out.push(cur); }
+          else { cur = { vaddr: addr, pages: 1, flags: r.flags }; out.push(cur); }
           after++;
         }
         gather(n);
@@ -170,7 +171,7 @@ async function rewrite(dir: string, pagesName: string, mapName: string, headEntr
   const head = Buffer.alloc(8);
   head.writeUInt32LE(IMG_COMMON_MAGIC, 0);
   head.writeUInt32LE(PAGEMAP_MAGIC, 4);
-  const body = out.map((r) => frame([0x08, ...varintBytes(r.vaddr), 0x10, ...varintBytes(BigInt(r.pages)), 0x20, ...varintBytes(BigInt(r.flags))]));
+  const body = out.map((r) => frame([0x08, ...varintBytes(BigInt(r.vaddr)), 0x10, ...varintBytes(BigInt(r.pages)), 0x20, ...varintBytes(BigInt(r.flags))]));
   const mapFile = await open(join(dir, `${mapName}.trim`), 'w');
   try { await mapFile.write(Buffer.concat([head, frame([...headEntry]), ...body])); } finally { await mapFile.close(); }
   // The image is not sealed yet: a crash between the renames leaves one that is never restored.

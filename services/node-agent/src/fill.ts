@@ -184,77 +184,75 @@ export class Filler {
     }
   }
 
-  /** Reads a batch; on IMAGE_CORRUPT retries one by one so only the bad file's chunks stay unfilled. */
+  /** Reads a batch; a corrupt chunk file is recorded and logged, and its chunks stay unfilled. */
   private async read(batch: FillChunk[], log: Logger): Promise<FillChunk[]> {
-    const items = (cs: FillChunk[]) => cs.map(({ offset, length, path, hash }) => ({ offset, length, path, hash }));
-    try {
-      await pccl.readChunks({ dst: batch[0]!.region, items: items(batch) });
-      return batch;
-    } catch (err) {
-      if (!(err instanceof PhosError && err.code === 'IMAGE_CORRUPT')) throw err;
-    }
-    const good: FillChunk[] = [];
-    for (const c of batch) {
-      try {
-        await pccl.readChunks({ dst: c.region, items: items([c]) });
-        good.push(c);
-      } catch (err) {
-        if (!(err instanceof PhosError && err.code === 'IMAGE_CORRUPT')) throw err;
-        const message = `chunk ${c.index} of allocation ${c.alloc} (${c.path}): ${err.message}`;
-        this.status.errors.push({ path: c.path, chunk: c.index, alloc: c.alloc, message });
-        log.error({ path: c.path, alloc: c.alloc, chunk: c.index, gate: c.gate, err }, 'corrupt chunk: left pending');
-      }
-    }
-    return good;
+    return await readSkippingCorrupt(batch, (c, err) => {
+      const message = `chunk ${c.index} of allocation ${c.alloc} (${c.path}): ${err.message}`;
+      this.status.errors.push({ path: c.path, chunk: c.index, alloc: c.alloc, message });
+      log.error({ path: c.path, alloc: c.alloc, chunk: c.index, gate: c.gate, err }, 'corrupt chunk: left pending');
+    });
   }
 }
 
-/** A chunk read before the process exists: into which keeper region, where; `key` names it (chunkKey). */
-export interface PrefillChunk { key: string; region: number; offset: number; length: number; path: string; hash: string }
+/**
+ * Reads chunks of one keeper region (hash-checked natively). When a file does not match, the batch is read
+ * again chunk by chunk, so only that file's chunks are left out: `onCorrupt` hears each. Returns the chunks
+ * that landed; any other error is thrown.
+ */
+async function readSkippingCorrupt(batch: FillChunk[], onCorrupt: (c: FillChunk, err: PhosError) => void): Promise<FillChunk[]> {
+  const read = (cs: FillChunk[]) => pccl.readChunks({ dst: cs[0]!.region, items: cs.map(({ offset, length, path, hash }) => ({ offset, length, path, hash })) });
+  const corrupt = (err: unknown): err is PhosError => err instanceof PhosError && err.code === 'IMAGE_CORRUPT';
+  try {
+    await read(batch);
+    return batch;
+  } catch (err) {
+    if (!corrupt(err)) throw err;
+  }
+  const good: FillChunk[] = [];
+  for (const c of batch) {
+    try {
+      await read([c]);
+      good.push(c);
+    } catch (err) {
+      if (!corrupt(err)) throw err;
+      onCorrupt(c, err);
+    }
+  }
+  return good;
+}
 
-export const chunkKey = (alloc: number, index: number): string => `${alloc}:${index}`;
+export const chunkKey = (c: { alloc: number; index: number }): string => `${c.alloc}:${c.index}`;
 
 /**
  * Reads a restore's chunks into its fresh keeper memory while CRIU restores the process (which takes a
  * second for a PyTorch process's CPU image), ascending, in batches. The thaw stops it after the batch in
  * flight and leaves only the chunks it did not reach behind the gate, so an image that fits in that time
  * is not waited for by the app's first launches. A chunk whose file is corrupt is skipped: it stays for the
- * Filler, which names the file.
+ * Filler, which names the file. (The chunks' gate indices are not known yet and not used.)
  */
 export class Prefill {
+  /** chunkKey of each chunk that landed. */
   readonly done = new Set<string>();
   private stopRequested = false;
   private readonly finished: Promise<void>;
   private readonly t0 = performance.now();
 
-  constructor(chunks: PrefillChunk[], private readonly log: Logger) {
+  constructor(chunks: FillChunk[], private readonly log: Logger) {
     this.finished = this.run(chunks);
   }
 
-  private async run(chunks: PrefillChunk[]): Promise<void> {
+  private async run(chunks: FillChunk[]): Promise<void> {
     for (let i = 0; i < chunks.length && !this.stopRequested;) {
       const region = chunks[i]!.region;
-      const batch: PrefillChunk[] = [];
+      const batch: FillChunk[] = [];
       while (i < chunks.length && batch.length < FILL_BATCH && chunks[i]!.region === region) batch.push(chunks[i++]!);
       try {
-        await this.read(region, batch);
+        for (const c of await readSkippingCorrupt(batch, () => undefined)) this.done.add(chunkKey(c));
       } catch (err) {
-        if (!(err instanceof PhosError && err.code === 'IMAGE_CORRUPT')) {
-          this.log.warn({ err }, 'prefill stopped: the chunks left fill after the thaw');
-          return;
-        }
-        // One corrupt file fails its whole batch: the others of it are read one by one.
-        for (const c of batch) {
-          if (this.stopRequested) return;
-          await this.read(region, [c]).catch(() => undefined);
-        }
+        this.log.warn({ err }, 'prefill stopped: the chunks left fill after the thaw');
+        return;
       }
     }
-  }
-
-  private async read(region: number, chunks: PrefillChunk[]): Promise<void> {
-    await pccl.readChunks({ dst: region, items: chunks.map(({ offset, length, path, hash }) => ({ offset, length, path, hash })) });
-    for (const c of chunks) this.done.add(c.key);
   }
 
   /** Stops after the batch in flight; resolves with the chunks that landed. */

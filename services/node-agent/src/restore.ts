@@ -176,11 +176,7 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
   let prefill: Prefill | null = null;
   if (lazy && d.o.prefill) {
     const slabs = new Map(fresh.filter((a) => a.kind === 'slab').map((a) => [a.id, a]));
-    prefill = new Prefill(m.chunks.flatMap((c) => {
-      const a = slabs.get(c.alloc);
-      const offset = c.index * m.chunkSize;
-      return a ? [{ key: chunkKey(c.alloc, c.index), region: a.region, offset, length: Math.min(m.chunkSize, a.size - offset), path: join(dir, c.file), hash: c.hash }] : [];
-    }), d.log.child({ pid: m.source.pid, op: 'prefill' }));
+    prefill = new Prefill(fillChunks(dir, m.chunks, slabs, 0, m.chunkSize), d.log.child({ pid: m.source.pid, op: 'prefill' }));
   }
   const stopPrefill = async () => { const done = await prefill?.stop(); prefill = null; return done ?? new Set<string>(); };
   const pid = m.source.pid;
@@ -243,7 +239,7 @@ export async function restoreImage(d: RestoreDeps, dirArg: string, report: Repor
         };
         if (lazy) {
           const read = await stopPrefill();
-          const { chunks, vaBase, outside } = await behindGate(m.chunks.filter((c) => !read.has(chunkKey(c.alloc, c.index))));
+          const { chunks, vaBase, outside } = await behindGate(m.chunks.filter((c) => !read.has(chunkKey(c))));
           if (read.size) log.info({ chunks: read.size, of: m.chunks.length }, 'chunks read while CRIU restored');
           if (outside) throw new PhosError('IMAGE_CORRUPT', `${dir}: allocation ${outside.alloc} lies outside the process's VA region (base 0x${vaBase.toString(16)})`);
           filler = new Filler(pid, chunks, d.link, d.keeper, log);
