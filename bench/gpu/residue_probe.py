@@ -86,26 +86,86 @@ def rss_anon(pid):
     return None
 
 
+def anon_ranges(pid):
+    """Private anonymous writable mappings of pid as (start, end) pairs."""
+    out = []
+    for l in open(f"/proc/{pid}/maps"):
+        f = l.split()
+        if f[1].startswith("rw") and f[1][3] == "p" and (len(f) < 6 or f[5] in ("[heap]", "[stack]")):
+            a, b = (int(x, 16) for x in f[0].split("-"))
+            out.append((a, b))
+    return out
+
+
+def zero_pages(pid, ranges):
+    """(resident bytes read, bytes of whole zero pages) in ranges of pid's memory, read through /proc/pid/mem."""
+    try:
+        import numpy as np
+    except ImportError:
+        return None, None
+    total = zero = 0
+    with open(f"/proc/{pid}/mem", "rb", buffering=0) as m:
+        for a, b in ranges:
+            for at in range(a, b, 16 << 20):
+                n = min(16 << 20, b - at)
+                try:
+                    m.seek(at)
+                    buf = m.read(n)
+                except OSError:
+                    continue
+                arr = np.frombuffer(buf[: len(buf) // 4096 * 4096], dtype=np.uint64).reshape(-1, 512)
+                total += len(buf)
+                zero += int((~arr.any(axis=1)).sum()) * 4096
+    return total, zero
+
+
+def new_parts(before, after):
+    """Parts of the `after` ranges no `before` range covered (what appeared in between)."""
+    out = []
+    for a, b in after:
+        cur = a
+        for c, d in sorted(before):
+            if d <= cur or c >= b:
+                continue
+            if c > cur:
+                out.append((cur, c))
+            cur = max(cur, d)
+        if cur < b:
+            out.append((cur, b))
+    return out
+
+
 def ctl(ckpt, action, pid):
     r = subprocess.run([ckpt, action, str(pid)], capture_output=True, text=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def measure(ckpt, kind, shrink):
+    # PROBE_SHIM: a library preloaded into the target only (bench/gpu/mmap_shim.c: where the driver maps its copy).
+    env = dict(os.environ, LD_PRELOAD=os.environ["PROBE_SHIM"]) if os.environ.get("PROBE_SHIM") else None
     p = subprocess.Popen([sys.executable, __file__, "--target", kind, ",".join(shrink)], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, text=True, env=env)
     first = json.loads(p.stdout.readline())
     r0 = rss_anon(p.pid)
+    maps0 = anon_ranges(p.pid)
     lock = ctl(ckpt, "lock", p.pid)
     ck = ctl(ckpt, "checkpoint", p.pid)
     r1 = rss_anon(p.pid)
+    # Where the driver's host copy lies and how much of it is zero: pages in mappings that appeared with
+    # the checkpoint, and pages of every private anonymous mapping (what CRIU would write).
+    maps1 = anon_ranges(p.pid)
+    fresh = new_parts(maps0, maps1)
+    new_read, new_zero = zero_pages(p.pid, fresh)
+    all_read, all_zero = zero_pages(p.pid, maps1)
     rest = ctl(ckpt, "restore", p.pid)
     unl = ctl(ckpt, "unlock", p.pid)
     p.stdin.write("go\n"); p.stdin.flush()
     last = json.loads(p.stdout.readline())
     p.wait()
     return {"kind": kind, "shrink": shrink, **first, "rssAnonGrowthBytes": r1 - r0, "checkpointMs": ck["ms"],
-            "restoreMs": rest["ms"], "lockOk": lock["ok"], "checkpointOk": ck["ok"], **last}
+            "restoreMs": rest["ms"],
+            "newMappingBytes": sum(b - a for a, b in fresh), "newMappingZeroBytes": new_zero, "newMappingReadBytes": new_read,
+            "anonReadBytes": all_read, "anonZeroBytes": all_zero, "lockOk": lock["ok"], "checkpointOk": ck["ok"], **last}
 
 
 if __name__ == "__main__":
@@ -114,7 +174,9 @@ if __name__ == "__main__":
         sys.exit(0)
     ckpt = sys.argv[1]
     reps = int(os.environ.get("PROBE_REPS", "2"))
-    for kind in ("driver", "torch"):
-        for shrink in ([], ["stack"], ["stack", "malloc_heap", "printf_fifo"]):
+    kinds = os.environ.get("PROBE_KINDS", "driver,torch").split(",")
+    shrinks = [[s for s in x.split("+") if s] for x in os.environ.get("PROBE_SHRINK", ",stack,stack+malloc_heap+printf_fifo").split(",")]
+    for kind in kinds:
+        for shrink in shrinks:
             for _ in range(reps):
                 print(json.dumps(measure(ckpt, kind, shrink)), flush=True)

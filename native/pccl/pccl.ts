@@ -382,6 +382,15 @@ interface NativePccl {
   hashChunks(opts: { src: number; items: ChunkRange[] }): Promise<HashChunksResult>;
   becomeSubreaper(): void;
   reap(pid: number): { code: number | null; signal: number | null } | null;
+  driverCopyShed(pid: number, addr: number, timeoutMs: number): Promise<DriverCopyShed>;
+}
+
+/** What a frozen libphos dropped of the driver's checkpoint copy (driverCopyShed). */
+export interface DriverCopyShed extends Timing {
+  /** false: libphos did not answer within the time given (nothing is known of the copy). */
+  done: boolean;
+  scannedBytes: number;
+  droppedBytes: number;
 }
 
 /** Receiver events as native code sends them: errors are plain PcclError objects, turned into PhosError here. */
@@ -784,4 +793,16 @@ export function becomeSubreaper(): void {
 export function reap(pid: number): { code: number | null; signal: number | null } | null {
   const p = uint('pid', pid, { min: 1, max: 0x7fffffff });
   return call(() => native().reap(p));
+}
+
+/**
+ * Asks libphos in frozen `pid`, through its shed mailbox at `addr` (the freeze reply's `shed`), to drop
+ * the whole zero pages of the driver's checkpoint copy (call it after the driver checkpoint, before
+ * CRIU dumps). Resolves with done: false when libphos did not answer within `timeoutMs`.
+ */
+export async function driverCopyShed(pid: number, addr: number, timeoutMs = 2000): Promise<DriverCopyShed> {
+  const p = uint('pid', pid, { min: 1, max: 0x7fffffff });
+  if (!Number.isSafeInteger(addr) || addr <= 0) throw badArgs(`addr must be a positive integer address, got ${String(addr)}`);
+  const t = uint('timeoutMs', timeoutMs, { max: 0xffffffff });
+  return callAsync(() => native().driverCopyShed(p, addr, t));
 }

@@ -99,6 +99,8 @@ export const OP_RESULTS = {
     ms: s.number(), bytes: s.optional(s.uint()),
     /** Chunks written since the agent's last hash-round (the freeze's own round; absent if it failed). */
     changed: s.optional(s.array(s.uint())),
+    /** Address of libphos's shed mailbox: after the driver checkpoint the agent asks through it for the zero pages of the driver's copy to be dropped. */
+    shed: s.optional(s.uint()),
   }),
   /** remaining: allocations still dropped (more than 16 fds span several thaw frames; libphos unblocks at 0). */
   thaw: s.object({

@@ -24,6 +24,7 @@
 #include "driver.h"
 #include "frames.h"
 #include "freeze.h"
+#include "driver-copy.h"
 #include "hash-round.h"
 #include "launch-track.h"
 #include "log.h"
@@ -298,8 +299,7 @@ void reconnect_loop() {
     int fd = g_fd.exchange(-1);
     if (fd >= 0) close(fd);
     g_state.store(kReconnecting);
-    timespec ts{0, wait_ns};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    driver_copy_wait(wait_ns);  // serves the agent's shed request meanwhile
     wait_ns = std::min<long>(wait_ns * 3 / 2, 50 * 1000 * 1000);
   }
 }

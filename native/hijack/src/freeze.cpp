@@ -14,6 +14,7 @@
 #include "driver.h"
 #include "frames.h"
 #include "gate.h"
+#include "driver-copy.h"
 #include "hash-round.h"
 #include "launch-track.h"
 #include "log.h"
@@ -69,10 +70,12 @@ class OpScope {
 };
 
 void rep_ok(uint64_t id, double t0, int64_t bytes = -1, int64_t remaining = -1, int64_t pending = -1,
-            const std::vector<std::string>* gpus = nullptr, const std::vector<uint32_t>* changed = nullptr) {
+            const std::vector<std::string>* gpus = nullptr, const std::vector<uint32_t>* changed = nullptr,
+            uint64_t shed = 0) {
   msgpack::Writer w;
   bool g = gpus && !gpus->empty();
-  uint32_t n = 2 + (t0 >= 0 ? 1 : 0) + (bytes >= 0) + (remaining >= 0) + (pending >= 0) + (g ? 1 : 0) + (changed ? 1 : 0);
+  uint32_t n = 2 + (t0 >= 0 ? 1 : 0) + (bytes >= 0) + (remaining >= 0) + (pending >= 0) + (g ? 1 : 0) + (changed ? 1 : 0) +
+               (shed ? 1 : 0);
   frame_begin(w, PHOS_FRAME_REP, n);
   w.kv(PHOS_F_REP_ID, id);
   w.kvb(PHOS_F_REP_OK, true);
@@ -93,6 +96,7 @@ void rep_ok(uint64_t id, double t0, int64_t bytes = -1, int64_t remaining = -1, 
     w.array(static_cast<uint32_t>(changed->size()));
     for (uint32_t c : *changed) w.uint(c);
   }
+  if (shed) w.kv("shed", shed);
   agent_send(w, -1);
 }
 
@@ -283,12 +287,15 @@ void op_freeze(uint64_t id, const std::vector<uint64_t>& ids, const std::vector<
   }
   g_stash.clear();
   shrink_stacks();
+  driver_copy_arm();
   g_frozen.store(true);
   PHOS_LOG(info, "frozen in %.2f ms (%u allocations dropped)", now_ms() - t0, vmm_dropped_count());
   // `changed`: chunks written since the agent's last hash round (absent when the round failed), so a
   // caller that copied the memory earlier copies only these while the app is frozen (same-node GPU move).
+  // `shed`: the mailbox through which the agent asks, after the driver checkpoint, for the zero pages of
+  // the driver's copy to be dropped (driver-copy.cpp).
   rep_ok(id, t0, ids.empty() ? -1 : static_cast<int64_t>(bytes), -1, -1, nullptr,
-         scope.has_region() && !g_launch_all ? &frozen_changed : nullptr);
+         scope.has_region() && !g_launch_all ? &frozen_changed : nullptr, driver_copy_mailbox());
   agent_close_for_freeze();
 }
 
@@ -316,6 +323,7 @@ void op_thaw(uint64_t id, const std::vector<uint64_t>& ids, const std::vector<ui
     return;
   }
   restore_stacks();
+  driver_copy_disarm();
   uint32_t armed = g_stash.empty() ? 0 : ondemand_arm(g_stash, g_launch_all);
   g_stash.clear();
   g_frozen.store(false);

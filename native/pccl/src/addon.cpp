@@ -56,6 +56,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
       // reaper.cpp
       {"becomeSubreaper", becomeSubreaper},
       {"reap", reap},
+      // driver-ckpt.cpp (appended)
+      {"driverCopyShed", driverCopyShed},
   };
   for (const Fn& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
   return exports;

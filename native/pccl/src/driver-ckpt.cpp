@@ -3,6 +3,9 @@
 // runs on the libuv pool. Ordering and rollback of the steps belong to the agent (TS).
 #include "driver-ckpt.h"
 
+#include <sys/uio.h>
+#include <time.h>
+
 #include <cctype>
 #include <cstring>
 #include <string>
@@ -188,6 +191,62 @@ Napi::Value restoreThreadId(const Napi::CallbackInfo& info) {
           Napi::Object o = Napi::Object::New(env);
           o.Set("tid", static_cast<double>(t.value));
           o.Set("ms", t.ms);
+          return o;
+        });
+  });
+}
+
+namespace {
+
+struct Shed {
+  double ms;
+  bool done;
+  uint64_t scanned, dropped;
+};
+
+bool mem_rw(int pid, uint64_t addr, void* buf, size_t n, bool write) {
+  iovec local{buf, n}, remote{reinterpret_cast<void*>(addr), n};
+  ssize_t r = write ? process_vm_writev(pid, &local, 1, &remote, 1, 0) : process_vm_readv(pid, &local, 1, &remote, 1, 0);
+  return r == static_cast<ssize_t>(n);
+}
+
+// libphos's shed mailbox (native/hijack/src/driver-copy.cpp): four u64 — request, done, bytes scanned,
+// bytes dropped. Writes request 1, then polls `done` every 100 us until it says 1 or the time is up.
+Shed shed_driver_copy(int pid, uint64_t addr, uint32_t timeout_ms) {
+  auto t0 = std::chrono::steady_clock::now();
+  uint64_t one = 1;
+  if (!mem_rw(pid, addr, &one, sizeof one, true))
+    throw Failure(PHOS_ERR_NOT_FOUND, "pccl: cannot write the shed mailbox of pid " + std::to_string(pid) + ": " + strerror(errno));
+  uint64_t box[4] = {};
+  for (;;) {
+    if (!mem_rw(pid, addr, box, sizeof box, false))
+      throw Failure(PHOS_ERR_NOT_FOUND, "pccl: cannot read the shed mailbox of pid " + std::to_string(pid) + ": " + strerror(errno));
+    double ms = ms_since(t0);
+    if (box[1] == 1) return Shed{ms, true, box[2], box[3]};
+    if (ms >= timeout_ms) return Shed{ms, false, 0, 0};
+    timespec ts{0, 100 * 1000};
+    nanosleep(&ts, nullptr);
+  }
+}
+
+}  // namespace
+
+Napi::Value driverCopyShed(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    int pid = arg_pid(info[0]);
+    double a = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+    if (!(a > 0) || a >= 9007199254740992.0 || a != static_cast<double>(static_cast<uint64_t>(a)))
+      throw Failure(PHOS_ERR_BAD_ARGS, "pccl: addr must be a positive integer address");
+    auto addr = static_cast<uint64_t>(a);
+    uint32_t timeout = arg_u32(info[2], "timeoutMs");
+    return run_async<Shed>(
+        info.Env(), "pccl.driverCopyShed", [pid, addr, timeout] { return shed_driver_copy(pid, addr, timeout); },
+        [](Napi::Env env, Shed& s) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("ms", s.ms);
+          o.Set("done", s.done);
+          o.Set("scannedBytes", static_cast<double>(s.scanned));
+          o.Set("droppedBytes", static_cast<double>(s.dropped));
           return o;
         });
   });

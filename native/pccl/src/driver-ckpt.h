@@ -12,4 +12,8 @@ Napi::Value driverState(const Napi::CallbackInfo& info);
 // restoreThreadId(pid) -> Promise<{tid, ms}>
 Napi::Value restoreThreadId(const Napi::CallbackInfo& info);
 
+// driverCopyShed(pid, addr, timeoutMs) -> Promise<{ms, done, scannedBytes, droppedBytes}>: asks a frozen
+// libphos, through its mailbox at addr, to drop the zero pages of the driver's checkpoint copy.
+Napi::Value driverCopyShed(const Napi::CallbackInfo& info);
+
 }  // namespace phos::pccl

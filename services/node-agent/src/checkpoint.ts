@@ -78,6 +78,8 @@ function faultStep<C>(point: AgentFaultPoint): Step<C>[] {
 
 /** Bytes beyond the process's resident memory and kept device memory that the image may need. */
 const SPACE_SLACK = 8 << 20;
+/** How long the stall waits for libphos to drop the driver copy's zero pages (it takes tens of ms). */
+const SHED_TIMEOUT_MS = 1000;
 
 function moveTo(rec: ProcessRecord, to: Parameters<ProcessRecord['machine']['transition']>[0], reason: string): void {
   if (rec.machine.state !== to && rec.machine.can(to)) rec.machine.transition(to, reason);
@@ -142,6 +144,8 @@ interface KeeperCtx {
   criuMs: number;
   /** The stage folder CRIU wrote this pre-dump's CPU image into (image.stageDir), until it moved. */
   stage: string | null;
+  /** libphos's shed mailbox (the freeze reply's `shed`), or null. */
+  shed: number | null;
   write: { chunks: Manifest['chunks']; written: number; fromParent: number; bytesWritten: number };
 }
 
@@ -155,7 +159,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
   p: { rec: ProcessRecord; img: ImageDir; parent: { dir: string; manifest: ImageManifest } | null; version: string; allocs: KeptAllocation[]; gpus: string[] | undefined; t0: number; log: Logger }): Promise<CheckpointResult> {
   const { pid } = req;
   const pre = req.kind === 'pre-dump';
-  const c: KeeperCtx = { spares: [], frozen: false, released: false, stopped: false, hidden: false, lockedAt: 0, releasedAt: 0, criuMs: 0, stage: null, write: { chunks: [], written: 0, fromParent: 0, bytesWritten: 0 } };
+  const c: KeeperCtx = { spares: [], frozen: false, released: false, stopped: false, hidden: false, lockedAt: 0, releasedAt: 0, criuMs: 0, stage: null, shed: null, write: { chunks: [], written: 0, fromParent: 0, bytesWritten: 0 } };
   const unhide = () => { if (c.hidden) { d.link.accept(pid); c.hidden = false; } };
   const thaw = async () => {
     unhide();
@@ -184,6 +188,7 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
       c.hidden = true;
       const frozen = await d.link.request(pid, 'freeze', {});
       c.frozen = true;
+      c.shed = typeof frozen.shed === 'number' && frozen.shed > 0 ? frozen.shed : null;
       req.onFrozen?.(frozen);
       const deadline = Date.now() + 3000;
       while (d.link.connected(pid)) {
@@ -229,6 +234,20 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
     },
     undo: async () => { if (!c.released) { moveTo(p.rec, 'thawing', 'rollback: driver restore'); await pccl.driverCheckpoint('restore', pid); } },
   }, ...faultStep<KeeperCtx>('agent-after-checkpoint'), {
+    // The driver's copy is mostly zero pages: libphos drops them before CRIU would dump them. Best effort:
+    // without an answer CRIU just dumps them.
+    name: 'shed',
+    run: async () => {
+      if (!c.shed || !d.o.shedDriverCopy) return;
+      try {
+        const r = await pccl.driverCopyShed(pid, c.shed, SHED_TIMEOUT_MS);
+        if (r.done) p.log.info({ pid, scannedBytes: r.scannedBytes, droppedBytes: r.droppedBytes, ms: Math.round(r.ms * 10) / 10 }, 'zero pages of the driver copy dropped');
+        else p.log.warn({ pid, ms: Math.round(r.ms) }, 'libphos did not answer the shed request; CRIU dumps the driver copy whole');
+      } catch (err) {
+        p.log.warn({ pid, err: (err as Error).message }, 'shed request failed; CRIU dumps the driver copy whole');
+      }
+    },
+  }, {
     name: 'criu-dump',
     run: async () => {
       report.phase('criu-dump');
