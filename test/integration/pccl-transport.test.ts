@@ -99,7 +99,19 @@ afterAll(() => {
   for (const f of files) rmSync(f, { force: true });
 });
 
-describe('pccl transport on loopback', () => {
+// Both ways of hashing (native/pccl/README.md): a stream's helper thread, or in line on the socket thread
+// (what the automatic choice picks on a machine with few cores).
+describe.each([
+  { hashing: 'on helper threads', env: '1' },
+  { hashing: 'in line', env: '0' },
+])('pccl transport on loopback, hashing $hashing', ({ env }) => {
+  beforeAll(() => {
+    process.env.PHOS_PCCL_HASH_THREADS = env;
+  });
+  afterAll(() => {
+    delete process.env.PHOS_PCCL_HASH_THREADS;
+  });
+
   it('moves 256 MiB over 4 streams bit-exact, both sides reporting the same totals at the end marker', async () => {
     const r = receiver(4);
     const senderEvents: TransportSenderEvent[] = [];

@@ -69,6 +69,23 @@ class ChunkHasher {
   size_t tail_len_ = 0;
 };
 
+// The same hash split by position instead of by order: piece_sum() of any piece that starts at a word
+// boundary of its chunk (byte offset `at`), added up over the chunk's pieces in any order or on any
+// thread, then chunk_digest() with the chunk's length, equals ChunkHasher fed the whole chunk. Only the
+// chunk's last piece may have a length that is not a multiple of 8 (zero-padded, as above).
+inline uint64_t piece_sum(const uint8_t* p, size_t n, uint64_t at) {
+  const uint64_t first = at / 8, words = n / 8;
+  uint64_t sum = words ? mix_sum(p, words, first) : 0;
+  if (const size_t tail = n % 8) {
+    uint64_t v = 0;
+    std::memcpy(&v, p + words * 8, tail);  // little-endian: the missing high bytes are the zero padding
+    sum += phos_word_mix(v, first + words);
+  }
+  return sum;
+}
+
+inline uint64_t chunk_digest(uint64_t sum, uint64_t len) { return phos_hash_final(sum, (len + 7) / 8); }
+
 // 16 lower-case hex digits, the manifest's form.
 inline std::string hash_hex(uint64_t h) {
   static const char* digits = "0123456789abcdef";

@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -291,6 +292,118 @@ class Bucket {
 };
 
 // ---------------------------------------------------------------------------------------------------
+// Chunk hashing for one stream, on a helper thread where there are cores for it. The socket thread then
+// only moves bytes: it hands each piece over as it sends it (or once it has received it) and a second
+// core hashes the same bytes, mostly from the shared cache, while the next piece is on the wire; the
+// socket thread waits for the sum only before the trailer. Without a helper each piece is hashed in line,
+// as before. The hash is a sum of per-word mixes keyed by position (piece_sum), so where and in which
+// order the pieces are hashed changes no bit of it.
+
+// Whether streams get a helper. A stream keeps its socket thread and its helper busy at each end, and a
+// test or the bench puts both ends on one host: 4 busy threads per stream. With fewer cores than that the
+// helpers only add hand-offs to the same CPU time, so the socket threads hash in line.
+// PHOS_PCCL_HASH_THREADS=1 or 0 forces either way (tests run both paths on small machines).
+bool hash_helpers(uint32_t streams) {
+  const char* env = std::getenv("PHOS_PCCL_HASH_THREADS");
+  if (env && *env) return std::strcmp(env, "0") != 0;
+  return 4 * streams <= std::thread::hardware_concurrency();
+}
+
+class PieceHasher {
+ public:
+  explicit PieceHasher(bool helper) {
+    if (helper) thread_ = std::thread([this] { run(); });
+  }
+  ~PieceHasher() {
+    {
+      std::lock_guard lock(mu_);
+      quit_ = true;
+    }
+    work_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+  PieceHasher(const PieceHasher&) = delete;
+  PieceHasher& operator=(const PieceHasher&) = delete;
+
+  // A new chunk; pre: the previous one's digest() or abandon() returned.
+  void begin() {
+    std::lock_guard lock(mu_);
+    sum_ = 0;
+  }
+
+  // n bytes at byte offset `at` of the chunk. With a helper they are hashed later: they must stay as they
+  // are until digest() or abandon(). The queue needs no bound: it holds pointers, at most a chunk's
+  // pieces, and digest() is never further away than the chunk's end.
+  void add(const uint8_t* p, size_t n, uint64_t at) {
+    if (!thread_.joinable()) return add_here(p, n, at);
+    {
+      std::lock_guard lock(mu_);
+      todo_.push_back({p, n, at});
+    }
+    work_.notify_one();
+  }
+
+  // The same, hashed now on the calling thread: for bytes in a buffer that is about to be reused.
+  void add_here(const uint8_t* p, size_t n, uint64_t at) {
+    uint64_t s = piece_sum(p, n, at);
+    std::lock_guard lock(mu_);
+    sum_ += s;
+  }
+
+  // The hash of the chunk (len bytes, all added), once the helper has caught up.
+  uint64_t digest(uint64_t len) {
+    std::unique_lock lock(mu_);
+    idle_.wait(lock, [&] { return todo_.empty() && !busy_; });
+    return chunk_digest(sum_, len);
+  }
+
+  // The chunk is given up (broken stream, failed device read): returns once the helper no longer reads
+  // its bytes, which may go away with the chunk. No-op after digest().
+  void abandon() {
+    std::unique_lock lock(mu_);
+    todo_.clear();
+    idle_.wait(lock, [&] { return !busy_; });
+  }
+
+ private:
+  struct Piece {
+    const uint8_t* p;
+    size_t n;
+    uint64_t at;
+  };
+
+  void run() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      work_.wait(lock, [&] { return quit_ || !todo_.empty(); });
+      if (quit_) return;
+      Piece pc = todo_.front();
+      todo_.pop_front();
+      busy_ = true;
+      lock.unlock();
+      uint64_t s = piece_sum(pc.p, pc.n, pc.at);
+      lock.lock();
+      busy_ = false;
+      sum_ += s;
+      if (todo_.empty()) idle_.notify_one();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable work_, idle_;
+  std::deque<Piece> todo_;
+  bool busy_ = false, quit_ = false;
+  uint64_t sum_ = 0;
+  std::thread thread_;  // last: started once the rest is initialised
+};
+
+// Abandons the chunk on every way out of a send or receive that did not reach its digest().
+struct AbandonGuard {
+  PieceHasher& h;
+  ~AbandonGuard() { h.abandon(); }
+};
+
+// ---------------------------------------------------------------------------------------------------
 // Sender.
 
 struct Batch {
@@ -340,6 +453,7 @@ class Sender : public std::enable_shared_from_this<Sender> {
   uint32_t timeout_ms = 10000;
   uint32_t reconnects = 5;
   Fault fault = Fault::none;
+  bool helpers = false;  // hash_helpers(nstreams)
   uint64_t session = 0;
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
@@ -571,9 +685,9 @@ class Sender : public std::enable_shared_from_this<Sender> {
     }
   }
 
-  // Sends one chunk; false when the stream broke (the caller requeues through recover()). Each piece is
-  // hashed, then sent while still in cache; the hash goes last, as the chunk's trailer.
-  bool send_chunk(SenderStream& s, const std::shared_ptr<Sock>& sock, uint64_t seq, Chunk& c) {
+  // Sends one chunk; false when the stream broke (the caller requeues through recover()). Each piece goes
+  // to the hasher, then on the wire while still in cache; the hash goes last, as the chunk's trailer.
+  bool send_chunk(SenderStream& s, const std::shared_ptr<Sock>& sock, uint64_t seq, Chunk& c, PieceHasher& h) {
     const Region& r = *c.src;
     std::unique_ptr<Staging> staging;
     const uint8_t* host = nullptr;
@@ -591,7 +705,8 @@ class Sender : public std::enable_shared_from_this<Sender> {
 
     bool flip = fault == Fault::flip_byte && !fault_fired.exchange(true);
     bool cut = fault == Fault::break_stream && s.idx == nstreams - 1 && seq == 2 && !fault_fired.exchange(true);
-    ChunkHasher h;
+    h.begin();
+    AbandonGuard guard{h};  // after `staging`, so it goes first: the helper may be reading a whole-chunk staging
     for (uint64_t d = 0; d < c.len;) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(c.len - d, kPiece));
       if (cut && d >= c.len / 2) {  // fault: the connection dies mid-chunk
@@ -601,12 +716,14 @@ class Sender : public std::enable_shared_from_this<Sender> {
       }
       if (!bucket.acquire(n, stop)) return false;
       const uint8_t* p;
-      if (host) p = host + d;
-      else {
+      if (host) {
+        p = host + d;
+        h.add(p, n, d);
+      } else {  // the staging buffer takes the next piece as soon as this one is sent
         device_read(r, c.off + d, staging->data(), n);
         p = staging->data();
+        h.add_here(p, n, d);
       }
-      h.update(p, n);
       if (flip) {  // fault: one byte of the first piece differs on the wire, the trailer's hash does not
         flip = false;
         std::vector<uint8_t> bad(p, p + std::min<size_t>(n, 4096));
@@ -618,7 +735,7 @@ class Sender : public std::enable_shared_from_this<Sender> {
       }
       d += n;
     }
-    uint64_t hash = h.digest();
+    uint64_t hash = h.digest(c.len);
     {  // before the trailer goes: the ack that answers it looks the hash up
       std::lock_guard lock(mu);
       auto it = s.unacked.find(seq);
@@ -628,6 +745,7 @@ class Sender : public std::enable_shared_from_this<Sender> {
   }
 
   void write_loop(SenderStream& s) {
+    PieceHasher hasher(helpers);  // declared first: its helper outlives every send on this thread
     std::unique_lock lock(mu);
     for (;;) {
       cv.wait(lock, [&] {
@@ -662,7 +780,7 @@ class Sender : public std::enable_shared_from_this<Sender> {
       lock.unlock();
       bool ok;
       try {
-        ok = send_chunk(s, sock, seq, snapshot);
+        ok = send_chunk(s, sock, seq, snapshot, hasher);
       } catch (const Failure& f) {  // the keeper's device read failed: the chunk's batch fails, the stream lives
         lock.lock();
         s.sending = false;
@@ -799,6 +917,7 @@ class Receiver : public std::enable_shared_from_this<Receiver> {
  public:
   uint32_t nstreams = 0;
   uint32_t timeout_ms = 10000;
+  bool helpers = false;  // hash_helpers(nstreams)
   int listen_fd = -1, wake_fd = -1;
   uint16_t port = 0;
   Napi::ThreadSafeFunction tsfn;
@@ -983,6 +1102,7 @@ class Receiver : public std::enable_shared_from_this<Receiver> {
 
   // Serves frames until the connection ends; returns why it ended.
   std::string receive_loop(uint32_t idx, const std::shared_ptr<Sock>& sock) {
+    PieceHasher hasher(helpers);  // this connection's; its helper ends with the connection
     int fd = sock->fd;
     std::vector<uint8_t> scratch;
     for (;;) {
@@ -1017,7 +1137,7 @@ class Receiver : public std::enable_shared_from_this<Receiver> {
         continue;
       }
       uint64_t got = 0;
-      if (!receive_chunk(fd, f, d, got)) return errno ? errno_text(errno) : "connection closed by the peer mid-chunk";
+      if (!receive_chunk(fd, f, d, got, hasher)) return errno ? errno_text(errno) : "connection closed by the peer mid-chunk";
       if (got != f.hash) {  // f.hash: the trailer, filled in by receive_chunk
         corrupt(idx, f, got);
         if (!ack(fd, kAckCorrupt, f.seq, got)) return errno_text(errno);
@@ -1038,12 +1158,14 @@ class Receiver : public std::enable_shared_from_this<Receiver> {
     return true;
   }
 
-  // Reads n bytes into dst in kPiece pieces, hashing each while it is still in cache.
-  static bool read_hashed(int fd, uint8_t* dst, uint64_t n, ChunkHasher& h) {
+  // Reads n bytes into dst in kPiece pieces, each handed to the hasher as soon as it is in (`at`: dst's
+  // offset in the chunk). `reused`: dst takes other bytes right after, so they are hashed in line.
+  static bool read_hashed(int fd, uint8_t* dst, uint64_t n, uint64_t at, PieceHasher& h, bool reused) {
     for (uint64_t done = 0; done < n;) {
       size_t k = static_cast<size_t>(std::min<uint64_t>(n - done, kPiece));
       if (!read_full(fd, dst + done, k)) return false;
-      h.update(dst + done, k);
+      if (reused) h.add_here(dst + done, k, at + done);
+      else h.add(dst + done, k, at + done);
       done += k;
     }
     return true;
@@ -1053,31 +1175,34 @@ class Receiver : public std::enable_shared_from_this<Receiver> {
   // f.hash. Host mappings take the bytes in place (no copy); a bad hash leaves them there, unreported,
   // until the re-send overwrites them. Keeper regions: a chunk that fits the pinned staging buffer is
   // checked before it is copied to the device; a larger one is copied piece by piece before its hash is
-  // known.
-  static bool receive_chunk(int fd, Frame& f, const Dest& d, uint64_t& hash) {
-    ChunkHasher h;
+  // known. Keeper chunks are hashed in line: the staging buffer dies with this call (a helper still
+  // reading it would need a second guard) and host mappings are where the speed matters.
+  static bool receive_chunk(int fd, Frame& f, const Dest& d, uint64_t& hash, PieceHasher& h) {
+    h.begin();
+    AbandonGuard guard{h};
     const Region& r = *d.region;
     uint64_t at = d.base + f.offset;
     if (!r.is_device()) {
-      if (!read_hashed(fd, r.host + at, f.length, h)) return false;
-      hash = h.digest();
-      return read_full(fd, &f.hash, sizeof f.hash);
+      // The trailer is read while the helper hashes the last piece.
+      if (!read_hashed(fd, r.host + at, f.length, 0, h, false) || !read_full(fd, &f.hash, sizeof f.hash)) return false;
+      hash = h.digest(f.length);
+      return true;
     }
     Staging st;
     if (f.length <= st.size()) {
-      if (!read_hashed(fd, st.data(), f.length, h)) return false;
-      hash = h.digest();
+      if (!read_hashed(fd, st.data(), f.length, 0, h, true)) return false;
+      hash = h.digest(f.length);
       if (!read_full(fd, &f.hash, sizeof f.hash)) return false;
       if (hash == f.hash) device_write(r, at, st.data(), f.length);
       return true;
     }
     for (uint64_t done = 0; done < f.length;) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(f.length - done, st.size()));
-      if (!read_hashed(fd, st.data(), n, h)) return false;
+      if (!read_hashed(fd, st.data(), n, done, h, true)) return false;
       device_write(r, at + done, st.data(), n);
       done += n;
     }
-    hash = h.digest();
+    hash = h.digest(f.length);
     return read_full(fd, &f.hash, sizeof f.hash);
   }
 
@@ -1224,6 +1349,7 @@ Napi::Value transportListen(const Napi::CallbackInfo& info) {
     if (port > 65535) throw Failure(PHOS_ERR_BAD_ARGS, "pccl transport: port must be 0..65535");
     auto r = std::make_shared<Receiver>();
     r->nstreams = streams_arg(field(o, "streams"));
+    r->helpers = hash_helpers(r->nstreams);
     r->timeout_ms = arg_u32(field(o, "timeoutMs"), "timeoutMs");
     Napi::Function cb = arg_function(info[1], "onEvent");
     r->slots.resize(r->nstreams);
@@ -1287,6 +1413,7 @@ Napi::Value transportConnect(const Napi::CallbackInfo& info) {
     if (port < 1 || port > 65535) throw Failure(PHOS_ERR_BAD_ARGS, "pccl transport: port must be 1..65535");
     s->port = static_cast<uint16_t>(port);
     s->nstreams = streams_arg(field(o, "streams"));
+    s->helpers = hash_helpers(s->nstreams);
     s->bucket.set_rate(rate_arg(field(o, "bandwidthBytesPerSec")));
     s->timeout_ms = arg_u32(field(o, "timeoutMs"), "timeoutMs");
     s->reconnects = arg_u32(field(o, "reconnects"), "reconnects");
