@@ -43,7 +43,13 @@ hosts_up() {
 # Agent $1 (a|b) in namespace $2 with pid range $3.
 start_agent() {
   local n=$1 ns=$2 d="$STATE/$1"
-  mkdir -p "$d/run" /run/phos-mig
+  mkdir -p "$d/run" "$d/state" /run/phos-mig
+  # The agent's state folder (where a migration's CRIU image is written and received) on a huge-page
+  # tmpfs, as phos.sh stages pre-dumps: CRIU writes pages faster there (bench/gpu/criu-speed.sh).
+  # PHOS_BENCH_STAGE=none keeps it on /dev/shm.
+  if [ "${PHOS_BENCH_STAGE:-huge}" = huge ]; then
+    mount -t tmpfs -o huge=always,mode=0700 "phos-mig-$n" "$d/state" 2>/dev/null || log "no huge-page state folder for agent $n (mount failed)"
+  fi
   cat >"$d/agent.yaml" <<YAML
 socket: /run/phos-mig/agent.sock
 controlSocket: $d/control.sock
@@ -66,6 +72,7 @@ YAML
 }
 
 mesh_up() {
+  for n in a b; do mountpoint -q "$STATE/$n/state" 2>/dev/null && umount "$STATE/$n/state"; done
   rm -rf "$STATE" && mkdir -p "$STATE/nats"
   in_a "$NATS_SERVER" -js -a $ADDR_A -p 4222 -sd "$STATE/nats" >"$STATE/nats.log" 2>&1 &
   for _ in $(seq 100); do grep -q 'Server is ready' "$STATE/nats.log" && break; sleep 0.1; done
@@ -82,6 +89,8 @@ teardown() {
   pkill -f "$CARRY/bundle/agent.mjs" 2>/dev/null; pkill -f "$CARRY/bundle/coordinator.mjs" 2>/dev/null
   pkill -f "$NATS_SERVER -js -a $ADDR_A" 2>/dev/null; sleep 0.5
   ip netns del $NSA 2>/dev/null; ip netns del $NSB 2>/dev/null
+  for n in a b; do mountpoint -q "$STATE/$n/state" 2>/dev/null && umount "$STATE/$n/state"; done
+  return 0
 }
 
 # PHOS_BENCH_COUNTER_ARGS adds counter options (e.g. --hot-kib 262144: a 256 MiB host model, a bigger CPU image).

@@ -45,6 +45,10 @@ describe('phos pre-dump / dump / restore (agent, CRIU, cudasim)', () => {
     // libphos holds every device byte of these workloads: the keeper path (freeze, empty driver checkpoint, thaw).
     expect(m).toMatchObject({ sealed: true, kind: 'pre-dump', agent: { path: 'keeper' } });
     expect(gpuFiles(img).length).toBe(r.last.result.chunksWritten);
+    // The driver's host copy (cudasim: 8 MiB of context state, all zero but its first page) lost its zero
+    // pages before CRIU dumped it; cudasim's driver restore found the rest intact, or the pre-dump failed.
+    const shed = agent.agentLog().split('\n').filter((l) => l.includes('zero pages of the driver copy dropped')).map((l) => JSON.parse(l) as { pid: number; droppedBytes: number; scannedBytes: number });
+    expect(shed.find((e) => e.pid === pid)).toMatchObject({ droppedBytes: (8 << 20) - 4096 });
     const final = await waitForLog(logPath, (l) => l.checksum !== null || l.steps.some((s) => !s.ok), 60_000);
     assertContinuous(final);
     expect(final.checksum).toBe(expected);

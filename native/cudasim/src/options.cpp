@@ -63,6 +63,7 @@ Options load() {
   o.log_level = parse_level(getenv("PHOS_LOG"));
   const char *d = getenv("PHOS_SIM_CTL_DIR");
   o.ctl_dir = d && *d ? d : "/dev/shm";
+  o.context_state = parse_size("PHOS_SIM_CONTEXT_STATE", size_t{8} << 20);
   if (o.log_level >= 2) {
     fprintf(stderr,
             "cudasim[%d]: options PHOS_SIM_MEM=%zu PHOS_SIM_VA_BASE=0x%lx PHOS_SIM_KERNELS=%s "

@@ -14,6 +14,7 @@ struct Options {
   int gpus;                // PHOS_SIM_GPUS: number of simulated GPUs (1..16), each PHOS_SIM_MEM
   int log_level;           // PHOS_LOG: error=0 warn=1 info=2 debug=3; default warn
   std::string ctl_dir;     // PHOS_SIM_CTL_DIR: where checkpoint replies are written; default /dev/shm
+  size_t context_state;    // PHOS_SIM_CONTEXT_STATE: the driver's own device state a checkpoint copies; default 8 MiB
 };
 
 const Options &options();

@@ -178,6 +178,16 @@ async function keeperCheckpoint(d: CheckpointDeps, req: CheckpointRequest, repor
       undo: async () => { for (const s of c.spares) await pccl.keeperRelease(s.region).catch(() => undefined); c.spares = []; },
     });
   }
+  if (!req.ship) {
+    // The freeze runs a hash round on the GPU; the first one in a process loads libphos's helper kernels,
+    // and the first on a machine JIT-compiles them (~160 ms on an H200). One round now, while the app
+    // runs, keeps that out of the stall. Not in a migration's cutover: its freeze must report every chunk
+    // written since its own last round.
+    steps.push({
+      name: 'warm',
+      run: async () => { await d.link.request(pid, 'hash-round').catch((err: unknown) => p.log.debug({ pid, err: (err as Error).message }, 'warm-up hash round failed')); },
+    });
+  }
   steps.push({
     name: 'freeze',
     run: async () => {
