@@ -66,6 +66,7 @@ function merged<R extends { gib: number }>(a: Doc<R> | null, b: Doc<R> | null): 
 
 /** Runs of phos alone after the first table, newest first: what changed in the code, and the command. */
 const LATER_PHOS: { name: string; what: string; cmd: string; note?: string }[] = [
+  { name: 'gpu-phos-shed', what: "libphos drops the zero pages of the driver's checkpoint copy; a warm-up hash round before the freeze", cmd: '`PHOS_BENCH_REPS_LARGE=2 bash bench/gpu/phos.sh 16`' },
   { name: 'gpu-phos-misses', what: 'the code at that commit', cmd: '`bash bench/gpu/run.sh misses`' },
   { name: 'gpu-phos-stage', what: "a pre-dump's CRIU image staged on a huge-page tmpfs (image.stageDir), CRIU at -v3", cmd: '`PHOS_BENCH_REPS_LARGE=3 bash bench/gpu/phos.sh 16`' },
   { name: 'gpu-phos-stack', what: 'libphos frees the per-thread stack backing while frozen; a restore reads the GPU chunks while CRIU restores', cmd: '`PHOS_BENCH_REPS=3 PHOS_BENCH_REPS_LARGE=3 bash bench/gpu/phos.sh 1 4 16`',
@@ -119,11 +120,12 @@ export function render(): { md: string; png: Buffer | null } {
   const steps = load<StepsDoc>('gpu-migrate-steps');
   out.push(...torchSection(llama, '## A decoder with Llama-2-13B\'s shapes (26 GB of fp16 weights, generating tokens; `test/gpu/torch/llama_decode.py`)', '`bash bench/gpu/run.sh llama`'));
   out.push(...overheadSection(load<OverheadDoc>('gpu-overhead')));
-  const migrations = [migrate, load<MigrateDoc>('gpu-migrate-repeat'), load<MigrateDoc>('gpu-migrate-kdat'), load<MigrateDoc>('gpu-migrate-stack'), load<MigrateDoc>('gpu-migrate-misses')];
+  const migrations = [migrate, load<MigrateDoc>('gpu-migrate-repeat'), load<MigrateDoc>('gpu-migrate-kdat'), load<MigrateDoc>('gpu-migrate-stack'), load<MigrateDoc>('gpu-migrate-misses'), load<MigrateDoc>('gpu-migrate-shed'), load<MigrateDoc>('gpu-migrate-huge')];
   out.push(...migrationSection(migrations, steps, load<MigrateDoc>('gpu-migrate-overlap-off'), load<StepsDoc>('gpu-migrate-kdat-steps')));
   out.push(...multiGpuSection(loadLines<MultiGpuCase>('gpu-multigpu')));
   out.push(...pcclSection([load<PcclDoc>('gpu-pccl'), load<PcclDoc>('gpu-pccl-r2'), load<PcclDoc>('gpu-pccl-r3'), load<PcclDoc>('gpu-pccl-r4'), load<PcclDoc>('gpu-pccl-r5'), load<PcclDoc>('gpu-pccl-m1'), load<PcclDoc>('gpu-pccl-m2')], load<PcclDoc>('gpu-pccl-v1'), load<PcclDoc>('pccl')));
-  out.push(...missesSection(judged, { training: torch, 'Llama decoder': llama }, latestMigrations(migrations), steps, load<StepsDoc>('gpu-migrate-kdat-steps'), load<StepsDoc>('gpu-migrate-steps-misses') ?? load<StepsDoc>('gpu-migrate-stack-steps')));
+  out.push(...pcclHelperSection(load<PcclDoc>('gpu-pccl-h1'), [load<PcclDoc>('gpu-pccl-h2-forced'), load<PcclDoc>('gpu-pccl-h3-forced')]));
+  out.push(...missesSection(judged, { training: torch, 'Llama decoder': llama }, latestMigrations(migrations), steps, load<StepsDoc>('gpu-migrate-kdat-steps'), load<StepsDoc>('gpu-migrate-huge-steps') ?? load<StepsDoc>('gpu-migrate-steps-misses') ?? load<StepsDoc>('gpu-migrate-stack-steps')));
   return { md: out.join('\n') + '\n', png: plot.png };
 }
 
@@ -150,7 +152,7 @@ function torchSection(torch: TorchDoc | null, title: string, cmd: string, zeros:
       `${unexplained.map(gb).join(' and ')} while the app ran (before the pre-dump, before the dump); the driver checkpoint grew the process's anonymous memory (RssAnon) by`,
       `${grow.map(gb).join(' and ')}${shrunk ? ' (libphos frees the stack backing for the freeze: 264 MiB per context on an H200, `bench/gpu/residue-probe.sh`)' : ''}.`,
       `The CRIU image, ${gb(torch.criuImageBytes)}, is that copy plus the process's own host memory (Python, PyTorch and CUDA library heaps${zeros ? `;` : ')'}` +
-      (zeros ? ` ${gb(zeros.criuZeroPageBytes)} of a ${gb(zeros.criuImageBytes)} image were whole zero pages in a later run, \`bench/results/gpu-torch-zeros.json\`, commit ${zeros.commit ?? '?'}; since c593e50 the agent leaves those out of a checkpoint's image, not yet measured on the GPU)` : '') +
+      (zeros ? ` ${gb(zeros.criuZeroPageBytes)} of a ${gb(zeros.criuImageBytes)} image were whole zero pages in a later run, \`bench/results/gpu-torch-zeros.json\`, commit ${zeros.commit ?? '?'}; since c593e50 the agent leaves those out of a checkpoint's image, and since 51b9f1c libphos drops the driver copy's zero pages before CRIU dumps them)` : '') +
       `${b ? `; the baseline's image is ${gb(b.imageBytes)}` : ''}.`, '');
   }
   return out;
@@ -310,6 +312,21 @@ function missesSection(phos: Doc<PhosRow>, torches: Record<string, TorchDoc | nu
   if (out.length === 2) out.push('None: every target above was met.');
   out.push('');
   return out;
+}
+
+/** The transport with hashing on per-stream helper threads (7df7241): its default, and helpers forced at every stream count. */
+function pcclHelperSection(current: PcclDoc | null, forced: (PcclDoc | null)[]): string[] {
+  if (!current) return [];
+  const pct = (r: number | undefined) => (r === undefined ? '-' : `${(r * 100).toFixed(0)} %`);
+  const f = forced.filter((d): d is PcclDoc => d !== null);
+  return ['### Since 7df7241: hashing on a helper thread per stream', '',
+    'Each stream\'s socket thread only sends or receives; a helper thread per stream hashes the same pieces (both ends).',
+    'Helpers run when 4 × streams ≤ CPUs (`PHOS_PCCL_HASH_THREADS=0/1` forces either way). ' +
+    `GPU machine, ${current.date.slice(0, 10)}, one device call (\`bench/results/gpu-pccl-h1.json\`)${f.length ? `, then ${f.length} calls with helpers forced on` : ''}:`, '',
+    `| streams | pccl MB/s | raw TCP MB/s | pccl / raw |${f.map((_, i) => ` forced, call ${i + 1} |`).join('')}`, `|---:|---:|---:|---:|${f.map(() => '---:|').join('')}`,
+    ...current.results.map((r) => `| ${r.streams} | ${r.pccl.mbPerSec} | ${r.raw.mbPerSec} | ${pct(r.ratio)} |${f.map((d) => ` ${pct(d.results.find((x) => x.streams === r.streams)?.ratio)} |`).join('')}`), '',
+    `Target ≥ 90 %: ${current.results.map((r) => `${r.streams} stream${r.streams > 1 ? 's' : ''} ${r.ratio >= 0.9 ? 'met' : 'missed'}`).join(', ')} in that call (one call: not yet a median over several).`,
+    'Above 100 %: the helpers give pccl a second core per stream end, which one raw TCP stream does not use.', ''];
 }
 
 interface PcclDoc { date: string; machine: { kernel: string; nproc: number; cpu: string }; results: { streams: number; pccl: { mbPerSec: number }; raw: { mbPerSec: number }; ratio: number }[] }
