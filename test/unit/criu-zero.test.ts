@@ -1,7 +1,7 @@
 // trimZeroPages on hand-made CRIU images: which zero pages go (only those in private anonymous mappings),
 // how the pagemap is split around them, and which images are left alone.
 import { afterEach, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { trimZeroPages } from '../../services/node-agent/src/index.ts';
@@ -77,4 +77,24 @@ it('a pages file shorter than its pagemap is an error and leaves the image as it
   await expect(trimZeroPages(d)).rejects.toThrow(/shorter than its pagemap/);
   expect(readFileSync(join(d, 'pagemap-7.img')).equals(before)).toBe(true);
   expect(readFileSync(join(d, 'pages-1.img')).length).toBe(2 * PAGE);
+});
+
+it('compacts a pages file of several blocks in place, and writes nothing when no page can go', async () => {
+  // 5000 pages (two 16 MiB blocks and a part): every third page zero, each kept page stamped with its index.
+  const n = 5000;
+  const all = Array.from({ length: n }, (_, i) => (i % 3 === 1 ? page(0) : Buffer.alloc(PAGE, (i % 250) + 1).fill(i >> 8, 0, 1)));
+  const d = imageDir([vma(0x100000, 0x100000 + n * PAGE, ANON)], [entry(0x100000, n)], all);
+  const t = await trimZeroPages(d);
+  expect(t).toEqual({ pagesBefore: n, pagesAfter: n - Math.floor((n + 1) / 3), skipped: null });
+  expect(readFileSync(join(d, 'pages-1.img')).equals(Buffer.concat(all.filter((_, i) => i % 3 !== 1)))).toBe(true);
+  const runs = pagemap(readFileSync(join(d, 'pagemap-7.img')));
+  expect(runs.reduce((s, r) => s + r.pages, 0)).toBe(t.pagesAfter);
+  expect(runs[1]).toEqual({ vaddr: 0x100000 + 2 * PAGE, pages: 2, flags: 6 });
+
+  // Zero pages only in a private file mapping: the image stays byte for byte, its pages file not even rewritten.
+  const f = imageDir([vma(0x10000, 0x12000, FILE_PRIVATE, 0x02)], [entry(0x10000, 2)], [page(0), page(0)]);
+  const mtime = statSync(join(f, 'pages-1.img')).mtimeMs;
+  await new Promise((r) => setTimeout(r, 20));
+  expect(await trimZeroPages(f)).toEqual({ pagesBefore: 2, pagesAfter: 2, skipped: null });
+  expect(statSync(join(f, 'pages-1.img')).mtimeMs).toBe(mtime);
 });

@@ -81,6 +81,16 @@ void note(void* p, size_t len, int prot, int flags, int fd, const void* caller) 
   g_len[i].store(len, std::memory_order_release);
 }
 
+// A noted mapping that is unmapped (even in part) is forgotten: its addresses may be reused by the app.
+void forget(uintptr_t a, size_t len) {
+  int n = std::min(g_noted.load(), kMaxNoted);
+  for (int i = 0; i < n; ++i) {
+    uintptr_t b = g_addr[i].load(std::memory_order_relaxed);
+    size_t l = g_len[i].load(std::memory_order_acquire);
+    if (l && a < b + l && b < a + len) g_len[i].store(0, std::memory_order_release);
+  }
+}
+
 bool zero_page(const uint8_t* p) {
   static const uint8_t kZero[kPage] = {};
   return memcmp(p, kZero, kPage) == 0;
@@ -174,11 +184,16 @@ void driver_copy_wait(long ns) {
 
 }  // namespace phos::hijack
 
-// The interposers. glibc's mmap64 is the same function on 64-bit targets.
+// The interposers. glibc's mmap64 is the same function on 64-bit targets. munmap only forgets notes.
 extern "C" __attribute__((visibility("default"))) void* mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
   void* p = reinterpret_cast<void*>(syscall(SYS_mmap, addr, len, prot, flags, fd, off));
   phos::hijack::note(p, len, prot, flags, fd, __builtin_return_address(0));
   return p;
+}
+
+extern "C" __attribute__((visibility("default"))) int munmap(void* addr, size_t len) {
+  if (phos::hijack::g_armed.load(std::memory_order_acquire)) phos::hijack::forget(reinterpret_cast<uintptr_t>(addr), len);
+  return static_cast<int>(syscall(SYS_munmap, addr, len));
 }
 
 extern "C" __attribute__((visibility("default"))) void* mmap64(void* addr, size_t len, int prot, int flags, int fd, off_t off) {

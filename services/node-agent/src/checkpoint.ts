@@ -12,7 +12,7 @@ import * as pccl from '../../../native/pccl/pccl.ts';
 import { AGENT_FAULT_POINTS, MANIFEST_VERSION, PhosError, type AgentFaultPoint, type CheckpointResult, type ControlPhase, type Manifest } from '../../../proto/src/index.ts';
 import type { CompiledAgentOptions } from './agent-options.ts';
 import { criuDump, criuVersion } from './criu.ts';
-import { trimZeroPages } from './criu-zero.ts';
+import { ImageRewriteError, trimZeroPages } from './criu-zero.ts';
 import { createImageDir, criuFileSizes, readManifest, removeImageDir, writeGpuChunks, writeManifest, type ImageDir, type ImageManifest } from './image.ts';
 import type { Keeper, KeptAllocation } from './keeper.ts';
 import { thawProcess } from './thaw.ts';
@@ -366,6 +366,8 @@ function trimStep<C>(report: Reporter, log: Logger, pid: number, dir: () => stri
         if (t.skipped) log.info({ pid, reason: t.skipped }, 'CRIU image kept whole');
         else log.info({ pid, pages: t.pagesBefore, zeroPagesLeftOut: t.pagesBefore - t.pagesAfter }, t.pagesAfter < t.pagesBefore ? 'CRIU image: zero pages left out' : 'CRIU image: no zero pages to leave out');
       } catch (err) {
+        // Failed while compacting: the image is not whole, so the checkpoint fails (and removes it).
+        if (err instanceof ImageRewriteError) throw new PhosError('IMAGE_CORRUPT', err.message);
         log.warn({ pid, err }, 'CRIU image kept whole: could not read it for zero pages');
       }
     },

@@ -5,7 +5,7 @@
 // rewrites pagemap-N.img and pages-N.img of a one-process image without them. Anything else (file or
 // shared mappings, huge-page mappings, pages in a parent image, more than one process) stays as CRIU wrote it.
 // Image layout: CRIU's images/{pagemap,mm,vma}.proto and criu/include/{magic,image,pagemap}.h.
-import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 const IMG_COMMON_MAGIC = 0x54564319;
@@ -17,6 +17,8 @@ const MAP_HUGETLB = 0x40000;
 const PAGE = 4096;
 const ZERO = Buffer.alloc(PAGE);
 const BLOCK = 16 << 20;
+/** writev takes at most this many buffers per call (Linux's IOV_MAX). */
+const IOV_MAX = 1024;
 
 export interface ZeroTrim { pagesBefore: number; pagesAfter: number; skipped: string | null }
 
@@ -91,9 +93,10 @@ function anonRanges(mm: Buffer): [bigint, bigint][] {
 }
 
 /**
- * Leaves whole zero pages of private anonymous mappings out of the image in `dir` (in place: new files
- * under temporary names, then renamed over the old ones). Returns the page counts, or why it left the
- * image alone.
+ * Leaves whole zero pages of private anonymous mappings out of the image in `dir`: pages-N.img is
+ * compacted in place, pagemap-N.img replaced by rename. Returns the page counts, or why it left the image
+ * alone. Throws ImageRewriteError when it failed after it began to compact (the image is then not whole);
+ * any other error leaves the image as it was.
  */
 export async function trimZeroPages(dir: string): Promise<ZeroTrim> {
   const names = await readdir(dir);
@@ -117,24 +120,42 @@ export async function trimZeroPages(dir: string): Promise<ZeroTrim> {
   // when PE_PRESENT is set. Pages in a parent image are not, and a parent may hold other bytes for them.
   if (runs.some((r) => r.flags & PE_PARENT)) return none('pages in a parent image');
 
-  try {
-    return await rewrite(dir, pagesName, maps[0]!, pm[0]!, runs, anon);
-  } catch (err) {
-    // Nothing renamed yet (or the pair is already whole): leave no half-written files behind.
-    await rm(join(dir, `${pagesName}.trim`), { force: true });
-    await rm(join(dir, `${maps[0]!}.trim`), { force: true });
-    throw err;
+  return await rewrite(dir, pagesName, maps[0]!, pm[0]!, runs, anon);
+}
+
+/** pwritev at `pos` until every byte of `bufs` is written (a short write continues where it stopped). */
+async function writeAllAt(fh: FileHandle, bufs: Buffer[], pos: number): Promise<void> {
+  let left = bufs;
+  while (left.length) {
+    let { bytesWritten } = await fh.writev(left.slice(0, IOV_MAX), pos);
+    pos += bytesWritten;
+    const rest: Buffer[] = [];
+    for (const b of left) {
+      if (bytesWritten >= b.length) { bytesWritten -= b.length; continue; }
+      rest.push(bytesWritten ? b.subarray(bytesWritten) : b);
+      bytesWritten = 0;
+    }
+    left = rest;
   }
 }
 
-/** Writes pages-N.img and pagemap-N.img without the zero pages of `anon`, then renames them over the old. */
+/** A failure after pages-N.img was partly compacted: the image is no longer whole and must not be used. */
+export class ImageRewriteError extends Error {}
+
+/**
+ * Compacts pages-N.img in place without the zero pages of `anon` (kept pages only move towards the
+ * start, so a block is always read before anything is written over it; no second copy of the image is
+ * needed, in memory or on disk), truncates it, then renames a new pagemap-N.img over the old. Until the
+ * first zero page nothing is written: those pages are already where they belong.
+ */
 async function rewrite(dir: string, pagesName: string, mapName: string, headEntry: Buffer, runs: Run[], anon: [number, number][]): Promise<ZeroTrim> {
-  const src = await open(join(dir, pagesName), 'r');
-  const dst = await open(join(dir, `${pagesName}.trim`), 'w');
+  const fh = await open(join(dir, pagesName), 'r+');
   const out: Run[] = [];
-  let before = 0, after = 0;
+  let before = 0, after = 0, rpos = 0, wpos = 0, written = false;
   try {
-    const buf = Buffer.alloc(BLOCK), kept = Buffer.alloc(BLOCK);
+    const need = runs.reduce((sum, r) => sum + (r.flags & PE_PRESENT ? r.pages : 0), 0) * PAGE;
+    if ((await fh.stat()).size < need) throw new Error(`${pagesName}: shorter than its pagemap`);
+    const buf = Buffer.alloc(BLOCK);
     let vi = 0; // anon range cursor (runs are in address order; out of order only keeps more)
     for (const r of runs) {
       if (!(r.flags & PE_PRESENT)) { out.push(r); continue; }
@@ -143,11 +164,18 @@ async function rewrite(dir: string, pagesName: string, mapName: string, headEntr
       let cur: Run | null = null;
       for (let done = 0; done < r.pages;) {
         const n = Math.min(r.pages - done, BLOCK / PAGE);
-        const { bytesRead } = await src.read(buf, 0, n * PAGE, null);
+        const { bytesRead } = await fh.read(buf, 0, n * PAGE, rpos);
         if (bytesRead !== n * PAGE) throw new Error(`${pagesName}: shorter than its pagemap`);
-        // Kept pages are gathered into one buffer per block: one write per block, however they alternate.
-        let k = 0, from = -1;
-        const gather = (end: number) => { if (from >= 0) { buf.copy(kept, k * PAGE, from * PAGE, end * PAGE); k += end - from; from = -1; } };
+        // Kept runs go out as slices of the block in one pwritev per block (no copy); runs still in place are skipped.
+        const kept: Buffer[] = [];
+        let from = -1, at = -1;
+        const gather = (end: number) => {
+          if (from < 0) return;
+          const len = (end - from) * PAGE;
+          if (!kept.length && wpos === rpos + from * PAGE) wpos += len; // in place already
+          else { if (!kept.length) at = wpos; kept.push(buf.subarray(from * PAGE, end * PAGE)); wpos += len; }
+          from = -1;
+        };
         for (let i = 0; i < n; i++) {
           const addr = base + (done + i) * PAGE;
           while (vi < anon.length && anon[vi]![1] <= addr) vi++;
@@ -159,23 +187,31 @@ async function rewrite(dir: string, pagesName: string, mapName: string, headEntr
           after++;
         }
         gather(n);
-        if (k) await dst.write(kept, 0, k * PAGE);
+        if (kept.length) { written = true; await writeAllAt(fh, kept, at); }
+        rpos += n * PAGE;
         done += n;
       }
     }
+    if (after < before) { written = true; await fh.truncate(wpos); }
+  } catch (err) {
+    if (written) throw new ImageRewriteError(`${pagesName}: failed while leaving zero pages out (${(err as Error).message}); the image is not whole`);
+    throw err;
   } finally {
-    await src.close();
-    await dst.close();
+    await fh.close();
   }
-  if (after === before) { await rm(join(dir, `${pagesName}.trim`), { force: true }); return { pagesBefore: before, pagesAfter: after, skipped: null }; }
+  if (after === before) return { pagesBefore: before, pagesAfter: after, skipped: null };
   const head = Buffer.alloc(8);
   head.writeUInt32LE(IMG_COMMON_MAGIC, 0);
   head.writeUInt32LE(PAGEMAP_MAGIC, 4);
   const body = out.map((r) => frame([0x08, ...varintBytes(BigInt(r.vaddr)), 0x10, ...varintBytes(BigInt(r.pages)), 0x20, ...varintBytes(BigInt(r.flags))]));
-  const mapFile = await open(join(dir, `${mapName}.trim`), 'w');
-  try { await mapFile.write(Buffer.concat([head, frame([...headEntry]), ...body])); } finally { await mapFile.close(); }
-  // The image is not sealed yet: a crash between the renames leaves one that is never restored.
-  await rename(join(dir, `${pagesName}.trim`), join(dir, pagesName));
-  await rename(join(dir, `${mapName}.trim`), join(dir, mapName));
+  try {
+    const mapFile = await open(join(dir, `${mapName}.trim`), 'w');
+    try { await mapFile.write(Buffer.concat([head, frame([...headEntry]), ...body])); } finally { await mapFile.close(); }
+    // The image is not sealed yet: a crash before this rename leaves one that is never restored.
+    await rename(join(dir, `${mapName}.trim`), join(dir, mapName));
+  } catch (err) {
+    await rm(join(dir, `${mapName}.trim`), { force: true });
+    throw new ImageRewriteError(`${mapName}: cannot be rewritten after its pages were (${(err as Error).message}); the image is not whole`);
+  }
   return { pagesBefore: before, pagesAfter: after, skipped: null };
 }
