@@ -14,7 +14,7 @@ interface Doc<R> { machine: { gpu: string; kernel: string }; date: string; commi
 interface PhosRow { gib: number; reps: number; path: string; preDumpStallMs: number; preDumpMs: number; dumpMs: number; imageBytes: number; criuImageBytes: number; restoreToRunningMs: number | null; allOk: boolean }
 interface BaseRow { gib: number; reps: number; checkpointMs: number; criuDumpMs: number; imageBytes: number; criuRestoreMs: number; driverRestoreUnlockMs: number; restoreToRunningMs: number | null; stallMs: number; allOk: boolean }
 interface TorchBaseline { suspendPlusDumpMs: number; driverCheckpointMs: number | null; imageBytes: number; restoreMs: number; largestStepGapMs: number | null; match: boolean }
-interface TorchDoc { date?: string; commit?: string; reps?: number; baseline?: TorchBaseline; largestStepGapMs: number | null; match: boolean; steps: number; preDump: { path: string; stallMs: number }; dump: { path: string; stallMs: number }; restoreToRunningMs: number | null; criuImageBytes: number; gpuImageBytes: number; agentSteps: Record<string, number>; residentMs?: number | null; driverCheckpointRssAnonGrowthBytes?: number[]; deviceBytesUnexplainedByLibphos?: number[] }
+interface TorchDoc { date?: string; commit?: string; reps?: number; baseline?: TorchBaseline; largestStepGapMs: number | null; preDumpStepGapMs?: number | null; match: boolean; steps: number; preDump: { path: string; stallMs: number }; dump: { path: string; stallMs: number }; restoreToRunningMs: number | null; criuImageBytes: number; gpuImageBytes: number; agentSteps: Record<string, number>; residentMs?: number | null; driverCheckpointRssAnonGrowthBytes?: number[]; deviceBytesUnexplainedByLibphos?: number[] }
 
 function load<T>(name: string): T | null {
   const p = `${RESULTS}/${name}.json`;
@@ -143,7 +143,8 @@ function torchSection(torch: TorchDoc | null, title: string, cmd: string, zeros:
   if (b) {
     out.push(`| baseline: driver ckpt + CRIU dump, CRIU restore + driver restore | - | ${s(b.suspendPlusDumpMs)} + restore ${s(b.restoreMs)} | ${s(b.driverCheckpointMs)} | (in the stall) | ${gb(b.imageBytes)} | - | ${s(b.restoreMs)} | ${b.match ? 'equal' : 'DIFFERENT'} |`);
   }
-  out.push('', `Largest gap between training steps across the whole pre-dump + dump + restore: phos ${s(torch.largestStepGapMs)}${b ? `, baseline (one dump + restore) ${s(b.largestStepGapMs)}` : ''}.`, '');
+  out.push('', `Largest gap between training steps across the whole pre-dump + dump + restore: phos ${s(torch.largestStepGapMs)}${b ? `, baseline (one dump + restore) ${s(b.largestStepGapMs)}` : ''}.`,
+    ...(torch.preDumpStepGapMs != null ? [`Over the pre-dump alone, the app's largest gap between step stamps (one normal step of ~30 ms included): ${s(torch.preDumpStepGapMs)}.`] : []), '');
   const grow = torch.driverCheckpointRssAnonGrowthBytes ?? [], unexplained = torch.deviceBytesUnexplainedByLibphos ?? [];
   if (grow.length) {
     // Since 1e48f49 libphos frees each context's per-thread stack backing for the freeze: the checkpoint then copies less than the residue.

@@ -16,7 +16,7 @@ case $APP in
 esac
 
 torch_cycle() {
-  local ref pid applog img="$STATE/torch-img" pre dump rest rs
+  local ref pid applog img="$STATE/torch-img" pre dump rest rs ps0 ps1
   ref=$(python3 "$TRAIN" --steps "$STEPS" --step-ms 0 | awk '/^checksum/ {print $2}')
   log "reference checksum $ref"
   rm -rf "$img" && mkdir -p "$img"
@@ -24,7 +24,9 @@ torch_cycle() {
   applog=$(phos ps --json | python3 -c 'import sys,json; d=json.loads(sys.stdin.read().splitlines()[-1]); print([p["logPath"] for p in d["processes"] if p["pid"]=='"$pid"'][0])')
   for _ in $(seq 1200); do grep -q '^step 30 ' "$applog" 2>/dev/null && break; sleep 0.1; done
   grep -q '^step 30 ' "$applog" || { log "training did not reach step 30"; tail -20 "$applog" >&2; return 1; }
+  ps0=$(now_ms)
   pre=$(phos pre-dump --pid "$pid" --dir "$img/pre" --json | tail -1); echo "$pre" >&2
+  ps1=$(now_ms)
   # Two images of a 26 GB model would not fit in /dev/shm (half the RAM) next to the baseline's: keep the dump's.
   [ "$APP" = llama ] && rm -rf "$img/pre"
   for _ in $(seq 600); do grep -q '^step 60 ' "$applog" && break; sleep 0.1; done
@@ -32,10 +34,10 @@ torch_cycle() {
   rs=$(now_ms)
   rest=$(phos restore --dir "$img/full" --json | tail -1); echo "$rest" >&2
   for _ in $(seq 1200); do grep -q '^checksum' "$applog" && break; sleep 0.1; done
-  python3 - "$applog" "$ref" "$rs" "$img" "$STATE/agent.log" "$pid" "$pre" "$dump" <<'PY'
+  python3 - "$applog" "$ref" "$rs" "$img" "$STATE/agent.log" "$pid" "$pre" "$dump" "$ps0" "$ps1" <<'PY'
 import json, os, sys
 from datetime import datetime
-applog, ref, rs, img, agentlog, pid, pre, dump = sys.argv[1:]
+applog, ref, rs, img, agentlog, pid, pre, dump, ps0, ps1 = sys.argv[1:]
 lines = open(applog).read().splitlines()
 steps = [(int(l.split()[1]), float(l.split()[3])) for l in lines if l.startswith('step ')]
 ck = [l.split()[1] for l in lines if l.startswith('checksum')]
@@ -65,9 +67,12 @@ for l in open(agentlog):
     t = datetime.fromisoformat(str(d.get('time', '1970-01-01T00:00:00Z')).replace('Z', '+00:00')).timestamp() * 1000
     if d.get('msg') == 'background fill complete' and t >= int(rs): fill = t
 gaps = [b[1] - a[1] for a, b in zip(steps, steps[1:])]
+# The pre-dump's stall as the app sees it: the largest gap between step stamps that overlaps the pre-dump
+# command (from its start to its reply), one normal step included.
+pre_gaps = [b[1] - a[1] for a, b in zip(steps, steps[1:]) if b[1] > int(ps0) and a[1] < int(ps1)]
 res = lambda s: (json.loads(s).get('result') or {}) if s.strip().startswith('{') else {}
 doc = {"bench": os.environ["PHOS_TORCH_JSON"][:-5], "date": datetime.now().strftime("%Y-%m-%d"), "stage": os.environ.get("STAGE_MODE"), "steps": len(steps), "checksum": ck[0] if ck else None, "reference": ref, "match": bool(ck) and ck[0] == ref,
-  "preDump": res(pre), "dump": res(dump), "restoreToRunningMs": (after[0] - int(rs)) if after else None, "residentMs": (fill - int(rs)) if fill else None, "finite": 'finite NO' not in lines, "largestStepGapMs": max(gaps) if gaps else None,
+  "preDump": res(pre), "dump": res(dump), "restoreToRunningMs": (after[0] - int(rs)) if after else None, "residentMs": (fill - int(rs)) if fill else None, "finite": 'finite NO' not in lines, "largestStepGapMs": max(gaps) if gaps else None, "preDumpStepGapMs": max(pre_gaps) if pre_gaps else None,
   "criuImageBytes": size(os.path.join(img, "full", "criu")), "criuZeroPageBytes": zero_page_bytes(os.path.join(img, "full", "criu")), "gpuImageBytes": size(os.path.join(img, "full", "gpu")), "agentSteps": ckpt,
   "driverCheckpointRssAnonGrowthBytes": residue, "deviceBytesUnexplainedByLibphos": unexplained}
 json.dump(doc, open(os.environ.get("OUT", ".") + "/" + os.environ["PHOS_TORCH_JSON"], "w"), indent=1)
