@@ -10,7 +10,7 @@ export const AGENT_HELP = `usage: phos agent [--config FILE] [--socket PATH] [--
 Runs the node agent in the foreground until SIGINT/SIGTERM; logs are JSON lines on stderr.
   --config FILE          YAML config (keys: socket, controlSocket, stateDir, node, pidRange, pidHoldSeconds, libphos, libcuda,
                          criu, image.fsync, image.prefill, image.stageDir,
-                         image.trimZeroPages, va.base, va.size, env); $PHOS_AGENT_CONFIG when not given
+                         image.trimZeroPages, image.shedDriverCopy, va.base, va.size, env); $PHOS_AGENT_CONFIG when not given
   --socket PATH          libphos's socket (default /run/phos/agent.sock)
   --control-socket PATH  the CLI's socket (default /run/phos/control.sock)
   --state-dir DIR        logs of managed processes (default /var/lib/phos)

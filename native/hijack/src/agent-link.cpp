@@ -21,10 +21,10 @@
 #include <string>
 #include <vector>
 
+#include "driver-copy.h"
 #include "driver.h"
 #include "frames.h"
 #include "freeze.h"
-#include "driver-copy.h"
 #include "hash-round.h"
 #include "launch-track.h"
 #include "log.h"
@@ -111,12 +111,6 @@ void send_alloc(uint64_t id, uint64_t va, uint64_t size, CUmemGenericAllocationH
 
 // ---------------------------------------------------------------------------------------------------
 // Ops
-
-double now_ms() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
 
 void rep_error(uint64_t id, const char* code, const std::string& message) {
   msgpack::Writer w;

@@ -17,7 +17,6 @@
 #include <link.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -50,12 +49,6 @@ std::atomic<size_t> g_len[kMaxNoted];
 alignas(64) volatile uint64_t g_mailbox[4];
 
 struct Range { uintptr_t base, lo, hi; };
-
-double now_ms() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 int widen(dl_phdr_info* info, size_t, void* arg) {
   auto* r = static_cast<Range*>(arg);
@@ -154,18 +147,19 @@ void shed() {
 
 }  // namespace
 
-void driver_copy_arm() {
+bool driver_copy_arm() {
   for (int i = 0; i < 4; ++i) g_mailbox[i] = 0;
   g_noted.store(0);
   Dl_info info{};
   void* fn = reinterpret_cast<void*>(real(&Driver::cuInit));
-  if (!fn || !dladdr(fn, &info) || !info.dli_fbase) return;  // no driver loaded: nothing to note
+  if (!fn || !dladdr(fn, &info) || !info.dli_fbase) return false;  // no driver loaded: nothing to note
   Range r{reinterpret_cast<uintptr_t>(info.dli_fbase), 0, 0};
   dl_iterate_phdr(widen, &r);
-  if (!r.lo) return;
+  if (!r.lo) return false;
   g_lo.store(r.lo, std::memory_order_relaxed);
   g_hi.store(r.hi, std::memory_order_relaxed);
   g_armed.store(true, std::memory_order_release);
+  return true;
 }
 
 void driver_copy_disarm() { g_armed.store(false); }
@@ -185,19 +179,23 @@ void driver_copy_wait(long ns) {
 }  // namespace phos::hijack
 
 // The interposers. glibc's mmap64 is the same function on 64-bit targets. munmap only forgets notes.
-extern "C" __attribute__((visibility("default"))) void* mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
+namespace {
+inline void* map_and_note(void* addr, size_t len, int prot, int flags, int fd, off_t off, const void* caller) {
   void* p = reinterpret_cast<void*>(syscall(SYS_mmap, addr, len, prot, flags, fd, off));
-  phos::hijack::note(p, len, prot, flags, fd, __builtin_return_address(0));
+  phos::hijack::note(p, len, prot, flags, fd, caller);
   return p;
+}
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) void* mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
+  return map_and_note(addr, len, prot, flags, fd, off, __builtin_return_address(0));
+}
+
+extern "C" __attribute__((visibility("default"))) void* mmap64(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
+  return map_and_note(addr, len, prot, flags, fd, off, __builtin_return_address(0));
 }
 
 extern "C" __attribute__((visibility("default"))) int munmap(void* addr, size_t len) {
   if (phos::hijack::g_armed.load(std::memory_order_acquire)) phos::hijack::forget(reinterpret_cast<uintptr_t>(addr), len);
   return static_cast<int>(syscall(SYS_munmap, addr, len));
-}
-
-extern "C" __attribute__((visibility("default"))) void* mmap64(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
-  void* p = reinterpret_cast<void*>(syscall(SYS_mmap, addr, len, prot, flags, fd, off));
-  phos::hijack::note(p, len, prot, flags, fd, __builtin_return_address(0));
-  return p;
 }

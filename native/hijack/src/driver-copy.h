@@ -6,10 +6,11 @@
 
 namespace phos::hijack {
 
-/// From the freeze on: note the driver's large anonymous mappings; resets the shed mailbox.
-void driver_copy_arm();
+/// From the freeze on: note the driver's large anonymous mappings; resets the shed mailbox. false: no
+/// driver library to watch (nothing will be noted or served: the mailbox is not offered).
+bool driver_copy_arm();
 
-/// At the thaw: stops noting; logs what the shed dropped.
+/// At the thaw: stops noting and serving.
 void driver_copy_disarm();
 
 /// The shed mailbox's address (four u64: request, done, bytes scanned, bytes dropped), for the freeze reply.

@@ -11,10 +11,10 @@
 #include <string>
 
 #include "agent-link.h"
+#include "driver-copy.h"
 #include "driver.h"
 #include "frames.h"
 #include "gate.h"
-#include "driver-copy.h"
 #include "hash-round.h"
 #include "launch-track.h"
 #include "log.h"
@@ -37,12 +37,6 @@ struct StackLimit {
   size_t bytes;
 };
 std::vector<StackLimit> g_stacks;
-
-double now_ms() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
 
 // The region's context on this thread and relaxed capture mode (never disturb an app capture), for the
 // duration of one op.
@@ -287,7 +281,7 @@ void op_freeze(uint64_t id, const std::vector<uint64_t>& ids, const std::vector<
   }
   g_stash.clear();
   shrink_stacks();
-  driver_copy_arm();
+  bool shed = driver_copy_arm();
   g_frozen.store(true);
   PHOS_LOG(info, "frozen in %.2f ms (%u allocations dropped)", now_ms() - t0, vmm_dropped_count());
   // `changed`: chunks written since the agent's last hash round (absent when the round failed), so a
@@ -295,7 +289,7 @@ void op_freeze(uint64_t id, const std::vector<uint64_t>& ids, const std::vector<
   // `shed`: the mailbox through which the agent asks, after the driver checkpoint, for the zero pages of
   // the driver's copy to be dropped (driver-copy.cpp).
   rep_ok(id, t0, ids.empty() ? -1 : static_cast<int64_t>(bytes), -1, -1, nullptr,
-         scope.has_region() && !g_launch_all ? &frozen_changed : nullptr, driver_copy_mailbox());
+         scope.has_region() && !g_launch_all ? &frozen_changed : nullptr, shed ? driver_copy_mailbox() : 0);
   agent_close_for_freeze();
 }
 

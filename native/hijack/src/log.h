@@ -2,6 +2,8 @@
 // Nothing is printed before log_init() (called from init once options are read); a thread-local guard
 // drops messages logged from inside the logger itself. Errors and warnings carry file:line.
 #pragma once
+#include <time.h>
+
 #include <atomic>
 
 namespace phos::hijack {
@@ -21,6 +23,13 @@ extern std::atomic<int> g_log_level;  // -1 until log_init: nothing printed befo
 inline bool log_enabled(Level l) { return static_cast<int>(l) <= g_log_level.load(std::memory_order_relaxed); }
 void log_init(int level);
 void log_write(Level l, const char* file, int line, const char* fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/// Monotonic milliseconds, for the durations the log lines and replies report.
+inline double now_ms() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
 
 }  // namespace phos::hijack
 
