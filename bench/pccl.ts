@@ -18,9 +18,11 @@ const ROOT = process.env.PHOS_ROOT ?? fileURLToPath(new URL('..', import.meta.ur
 const PEER = process.env.PHOS_PCCL_PEER ? [process.env.PHOS_PCCL_PEER] : ['--import', 'tsx', join(ROOT, 'native/pccl/test/transport-peer.ts')];
 const RESULT = process.env.PHOS_BENCH_RESULT ?? join(ROOT, 'bench/results/pccl.json');
 const MiB = 1 << 20;
-const SIZE = 256 * MiB;
+// 1 GiB per run: at 8 streams on an H200 host a 256 MiB run took 20 ms, short enough that a run's fixed
+// costs (thread start, the last chunk's verify-and-ack round trip) moved the ratio by ±10 % between calls.
+const SIZE = Number(process.env.PHOS_PCCL_BENCH_MIB ?? 1024) * MiB;
 const CHUNK = 2 * MiB;
-const RUNS = 3;
+const RUNS = Number(process.env.PHOS_PCCL_BENCH_RUNS ?? 5);
 const STREAMS = [1, 2, 4, 8];
 
 interface Measured {

@@ -17,10 +17,12 @@ CRIU_PREFIX=${PHOS_CRIU_PREFIX:-/usr/local}
 # kernel, ~40 ms each, inside the app's stall. /dev/shm is tmpfs everywhere; the agent keeps this folder
 # root-only (common/src/criu-version.ts, CRIU_KDAT_DIR: keep the two equal).
 CRIU_KDAT_DIR=/dev/shm/phos-criu
+# phos's patches to CRIU (deploy/criu/*.patch, applied in name order); each one's binary holds its marker.
+CRIU_PATCH_MARKERS=(phos-thp-fill)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 APT_PACKAGES=(
-  build-essential cmake pkg-config iproute2 nats-server curl xz-utils ca-certificates
+  build-essential cmake patch pkg-config iproute2 nats-server curl xz-utils ca-certificates
   # CRIU build dependencies (Debian 12 versions)
   libbsd-dev libcap-dev libgnutls28-dev libnet1-dev libnftables-dev libnl-3-dev libprotobuf-c-dev
   libprotobuf-dev protobuf-c-compiler protobuf-compiler python3-protobuf uuid-dev
@@ -84,6 +86,11 @@ build_criu() {
   fi
   tar -xf "$orig_file" -C "$work"
   local src; src=$(find "$work" -maxdepth 1 -type d -name 'criu-*' | head -n1)
+  local p
+  for p in "$ROOT"/deploy/criu/*.patch; do
+    (cd "$src" && patch -p1 --forward --silent <"$p") >"$work/patch.log" 2>&1 \
+      || { cat "$work/patch.log" >&2; die "$(basename "$p") does not apply to $(basename "$orig_file")" "the $CRIU_SUITE criu moved on: rebase deploy/criu/$(basename "$p") onto it"; }
+  done
   (cd "$src" && make -j"$JOBS" criu RUNDIR="$CRIU_KDAT_DIR" >"$work/build.log" 2>&1) || { tail -n 20 "$work/build.log" >&2; die "criu build failed (log above)" "check that the CRIU build dependencies installed, then re-run"; }
   as_root install -D -m 0755 "$src/criu/criu" "$CRIU_PREFIX/sbin/criu" || die "cannot install criu into $CRIU_PREFIX/sbin" "re-run as root"
   rm -rf "$work"
@@ -93,9 +100,13 @@ criu_step() {
   local have bin="$CRIU_PREFIX/sbin/criu"
   if [ -x "$bin" ]; then have=$(criu_version "$bin"); else have=''; fi
   if [ -n "$have" ] && version_ge "$have" "$CRIU_MIN"; then
-    # A criu built before the kdat folder was set probes the kernel on every run: rebuild it once.
-    if grep -qaF "$CRIU_KDAT_DIR/criu.kdat" "$bin"; then say criu "ok ($have at $bin)"; return; fi
-    say criu "$have at $bin keeps no kernel-probe cache; rebuilding it"
+    # A criu built before the kdat folder was set probes the kernel on every run, and one without phos's
+    # patches restores slower: rebuild it once.
+    local why='' m
+    grep -qaF "$CRIU_KDAT_DIR/criu.kdat" "$bin" || why='keeps no kernel-probe cache'
+    for m in "${CRIU_PATCH_MARKERS[@]}"; do grep -qaF "$m" "$bin" || why="${why:+$why, }lacks phos's patch $m"; done
+    if [ -z "$why" ]; then say criu "ok ($have at $bin)"; return; fi
+    say criu "$have at $bin $why; rebuilding it"
   fi
   build_criu
   have=$(criu_version "$bin")

@@ -11,12 +11,15 @@ CRIU=${PHOS_CRIU:-/usr/local/sbin/criu}
 [ -x "$CRIU" ] || { echo "pack: $CRIU missing; run: bash deploy/install.sh" >&2; exit 1; }
 rm -rf "$OUT/criu" && mkdir -p "$OUT/criu/lib"
 cp "$CRIU" "$OUT/criu/criu"
+# An A/B against CRIU without phos's patches (deploy/criu): PHOS_CRIU_STOCK names such a build (the same
+# source, unpatched); PHOS_CRIU_VARIANT=criu-stock on the GPU machine makes the wrapper run it.
+if [ -n "${PHOS_CRIU_STOCK:-}" ]; then cp "$PHOS_CRIU_STOCK" "$OUT/criu/criu-stock"; fi
 ldd "$CRIU" | awk '$3 ~ /^\// {print $3}' | grep -vE '/(libc|libm|libdl|libpthread|ld-linux[^/]*)\.so' | while read -r lib; do cp -L "$lib" "$OUT/criu/lib/"; done
 cat >"$OUT/criu/criu-wrap" <<'WRAP'
 #!/bin/sh
 # criu with the libraries it was built against; nothing else sees them.
 d=$(dirname "$(readlink -f "$0")")
-LD_LIBRARY_PATH="$d/lib" exec "$d/criu" "$@"
+LD_LIBRARY_PATH="$d/lib" exec "$d/${PHOS_CRIU_VARIANT:-criu}" "$@"
 WRAP
 chmod +x "$OUT/criu/criu-wrap"
 
