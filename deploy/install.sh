@@ -18,7 +18,7 @@ CRIU_PREFIX=${PHOS_CRIU_PREFIX:-/usr/local}
 # root-only (common/src/criu-version.ts, CRIU_KDAT_DIR: keep the two equal).
 CRIU_KDAT_DIR=/dev/shm/phos-criu
 # phos's patches to CRIU (deploy/criu/*.patch, applied in name order); each one's binary holds its marker.
-CRIU_PATCH_MARKERS=(phos-thp-fill)
+CRIU_PATCH_MARKERS=("phos-thp-fill v2")
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 APT_PACKAGES=(

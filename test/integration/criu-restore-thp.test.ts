@@ -47,7 +47,7 @@ const dirs: string[] = [];
 const pids: number[] = [];
 afterEach(() => {
   for (const p of pids.splice(0)) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
-  if (!process.env.PHOS_KEEP) for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
 describe('CRIU restore with phos huge-page fill', () => {
