@@ -14,7 +14,8 @@ interface Doc<R> { machine: { gpu: string; kernel: string }; date: string; commi
 interface PhosRow { gib: number; reps: number; path: string; preDumpStallMs: number; preDumpMs: number; dumpMs: number; imageBytes: number; criuImageBytes: number; restoreToRunningMs: number | null; allOk: boolean }
 interface BaseRow { gib: number; reps: number; checkpointMs: number; criuDumpMs: number; imageBytes: number; criuRestoreMs: number; driverRestoreUnlockMs: number; restoreToRunningMs: number | null; stallMs: number; allOk: boolean }
 interface TorchBaseline { suspendPlusDumpMs: number; driverCheckpointMs: number | null; imageBytes: number; restoreMs: number; largestStepGapMs: number | null; match: boolean }
-interface TorchDoc { date?: string; commit?: string; reps?: number; baseline?: TorchBaseline; largestStepGapMs: number | null; preDumpStepGapMs?: number | null; match: boolean; steps: number; preDump: { path: string; stallMs: number }; dump: { path: string; stallMs: number }; restoreToRunningMs: number | null; criuImageBytes: number; gpuImageBytes: number; agentSteps: Record<string, number>; residentMs?: number | null; driverCheckpointRssAnonGrowthBytes?: number[]; deviceBytesUnexplainedByLibphos?: number[] }
+interface TorchRun { preDump: { stallMs: number }; restoreToRunningMs: number | null; preDumpStepGapMs?: number | null }
+interface TorchDoc { date?: string; commit?: string; reps?: number; runs?: TorchRun[]; baseline?: TorchBaseline; largestStepGapMs: number | null; preDumpStepGapMs?: number | null; match: boolean; steps: number; preDump: { path: string; stallMs: number }; dump: { path: string; stallMs: number }; restoreToRunningMs: number | null; criuImageBytes: number; gpuImageBytes: number; agentSteps: Record<string, number>; residentMs?: number | null; driverCheckpointRssAnonGrowthBytes?: number[]; deviceBytesUnexplainedByLibphos?: number[] }
 
 function load<T>(name: string): T | null {
   const p = `${RESULTS}/${name}.json`;
@@ -127,7 +128,7 @@ export function render(): { md: string; png: Buffer | null } {
   out.push(...pcclSection([load<PcclDoc>('gpu-pccl'), load<PcclDoc>('gpu-pccl-r2'), load<PcclDoc>('gpu-pccl-r3'), load<PcclDoc>('gpu-pccl-r4'), load<PcclDoc>('gpu-pccl-r5'), load<PcclDoc>('gpu-pccl-m1'), load<PcclDoc>('gpu-pccl-m2')], load<PcclDoc>('gpu-pccl-v1'), load<PcclDoc>('pccl')));
   out.push(...pcclHelperSection(load<PcclDoc>('gpu-pccl-h1'), [load<PcclDoc>('gpu-pccl-h2-forced'), load<PcclDoc>('gpu-pccl-h3-forced')]));
   out.push(...pcclLongSection([load<PcclDoc>('gpu-pccl-g1'), load<PcclDoc>('gpu-pccl-g2'), load<PcclDoc>('gpu-pccl-g3')], load<PcclDoc>('gpu-pccl-g-forced')));
-  out.push(...missesSection(judged, { training: torch, 'Llama decoder': llama }, latestMigrations(migrations), steps, load<StepsDoc>('gpu-migrate-kdat-steps'), load<StepsDoc>('gpu-migrate-thp-steps') ?? load<StepsDoc>('gpu-migrate-huge-steps') ?? load<StepsDoc>('gpu-migrate-steps-misses') ?? load<StepsDoc>('gpu-migrate-stack-steps')));
+  out.push(...missesSection(judged, { training: torch, 'Llama decoder': llama }, latestMigrations(migrations), steps, load<StepsDoc>('gpu-migrate-kdat-steps'), load<StepsDoc>('gpu-migrate-thp2-steps') ?? load<StepsDoc>('gpu-migrate-huge-steps') ?? load<StepsDoc>('gpu-migrate-steps-misses') ?? load<StepsDoc>('gpu-migrate-stack-steps')));
   return { md: out.join('\n') + '\n', png: plot.png };
 }
 
@@ -146,7 +147,9 @@ function torchSection(torch: TorchDoc | null, title: string, cmd: string, zeros:
     out.push(`| baseline: driver ckpt + CRIU dump, CRIU restore + driver restore | - | ${s(b.suspendPlusDumpMs)} + restore ${s(b.restoreMs)} | ${s(b.driverCheckpointMs)} | (in the stall) | ${gb(b.imageBytes)} | - | ${s(b.restoreMs)} | ${b.match ? 'equal' : 'DIFFERENT'} |`);
   }
   out.push('', `Largest gap between training steps across the whole pre-dump + dump + restore: phos ${s(torch.largestStepGapMs)}${b ? `, baseline (one dump + restore) ${s(b.largestStepGapMs)}` : ''}.`,
-    ...(torch.preDumpStepGapMs != null ? [`Over the pre-dump alone, the app's largest gap between step stamps (one normal step of ~30 ms included): ${s(torch.preDumpStepGapMs)}.`] : []), '');
+    ...(torch.preDumpStepGapMs != null ? [`Over the pre-dump alone, the app's largest gap between step stamps (one normal step of ~30 ms included): ${s(torch.preDumpStepGapMs)}.`] : []),
+    // Every run, not only the medians: the first run on a fresh machine is the slowest.
+    ...((torch.runs?.length ?? 0) > 1 ? [`Each run in order — pre-dump stall ${torch.runs!.map((r) => s(r.preDump.stallMs)).join(' / ')}; app's gap over the pre-dump ${torch.runs!.map((r) => s(r.preDumpStepGapMs)).join(' / ')}; restore-to-running ${torch.runs!.map((r) => s(r.restoreToRunningMs)).join(' / ')}.`] : []), '');
   const grow = torch.driverCheckpointRssAnonGrowthBytes ?? [], unexplained = torch.deviceBytesUnexplainedByLibphos ?? [];
   if (grow.length) {
     // Since 1e48f49 libphos frees each context's per-thread stack backing for the freeze: the checkpoint then copies less than the residue.
