@@ -122,7 +122,7 @@ export function render(): { md: string; png: Buffer | null } {
   out.push(...torchSection(llama, '## A decoder with Llama-2-13B\'s shapes (26 GB of fp16 weights, generating tokens; `test/gpu/torch/llama_decode.py`)', '`bash bench/gpu/run.sh llama`'));
   out.push(...overheadSection(load<OverheadDoc>('gpu-overhead')));
   const migrations = [migrate, load<MigrateDoc>('gpu-migrate-repeat'), load<MigrateDoc>('gpu-migrate-kdat'), load<MigrateDoc>('gpu-migrate-stack'), load<MigrateDoc>('gpu-migrate-misses'), load<MigrateDoc>('gpu-migrate-shed'), load<MigrateDoc>('gpu-migrate-huge'),
-    load<MigrateDoc>('gpu-migrate-thp'), load<MigrateDoc>('gpu-migrate-c16'), load<MigrateDoc>('gpu-migrate-thp-stock'), load<MigrateDoc>('gpu-migrate-thp2')];
+    load<MigrateDoc>('gpu-migrate-thp'), load<MigrateDoc>('gpu-migrate-c16'), load<MigrateDoc>('gpu-migrate-thp-stock'), load<MigrateDoc>('gpu-migrate-thp2'), load<MigrateDoc>('gpu-migrate-counter')];
   out.push(...migrationSection(migrations, steps, load<MigrateDoc>('gpu-migrate-overlap-off'), load<StepsDoc>('gpu-migrate-kdat-steps')));
   out.push(...multiGpuSection(loadLines<MultiGpuCase>('gpu-multigpu')));
   out.push(...pcclSection([load<PcclDoc>('gpu-pccl'), load<PcclDoc>('gpu-pccl-r2'), load<PcclDoc>('gpu-pccl-r3'), load<PcclDoc>('gpu-pccl-r4'), load<PcclDoc>('gpu-pccl-r5'), load<PcclDoc>('gpu-pccl-m1'), load<PcclDoc>('gpu-pccl-m2')], load<PcclDoc>('gpu-pccl-v1'), load<PcclDoc>('pccl')));

@@ -10,6 +10,11 @@ export const CRIU_MIN_VERSION = [4, 1] as const;
  * systemd runs: there every dump and restore re-probed the kernel, ~40 ms each, inside the app's stall.
  */
 export const CRIU_KDAT_DIR = '/dev/shm/phos-criu';
+/**
+ * A string every build with phos's restore patch (deploy/criu/restore-thp-fill.patch) holds; install.sh
+ * checks for its current version ("phos-thp-fill v2"), phos doctor for any.
+ */
+export const CRIU_THP_PATCH_MARKER = 'phos-thp-fill';
 
 /** explicit, else PHOS_CRIU, else /usr/local/sbin/criu (where deploy/install.sh puts it), else PATH. */
 export function criuBinary(explicit?: string): string {

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CRIU_THP_PATCH_MARKER, criuBinary } from '../../common/src/index.ts';
 import { ROOT } from '../helpers/paths.ts';
 
 const PHOS = join(ROOT, 'bin', 'phos');
@@ -27,6 +28,8 @@ describe('phos doctor', () => {
     const names = out.checks.map((c) => c.name);
     expect(names).toEqual(expect.arrayContaining(['criu', 'kernel', 'nats', 'driver', 'memory']));
     expect(out.checks.find((c) => c.name === 'criu')!.detail).toMatch(/criu 4\.\d+/);
+    // As root the whole criu check runs: install.sh's build has the kernel-probe cache and phos's patch.
+    if (process.getuid?.() === 0) expect(out.checks.find((c) => c.name === 'criu')).toMatchObject({ status: 'ok', detail: expect.stringMatching(/restore patch in/) });
     expect(out.checks.find((c) => c.name === 'driver')!.detail).toMatch(/checkpoint API present/);
     expect(names.some((n) => n.startsWith('gpu'))).toBe(true);
   });
@@ -43,6 +46,18 @@ describe('phos doctor', () => {
     const j = JSON.parse((await phos(['doctor', '--json'], { PHOS_CRIU: fake })).stdout) as DoctorJson;
     expect(j.ok).toBe(false);
     expect(j.checks.find((c) => c.name === 'criu')).toMatchObject({ status: 'fail', fix: 'bash deploy/install.sh' });
+  });
+
+  it.runIf(process.getuid?.() === 0)('warns, naming the fix, when criu lacks phos\'s restore patch', async () => {
+    // The installed criu with its patch marker overwritten (same length): it runs and checks as before.
+    const dir = mkdtempSync(join(tmpdir(), 'phos-stockcriu-'));
+    const copy = join(dir, 'criu');
+    const bytes = readFileSync(criuBinary());
+    const marker = Buffer.from(CRIU_THP_PATCH_MARKER);
+    for (let at = bytes.indexOf(marker); at >= 0; at = bytes.indexOf(marker, at + 1)) bytes.fill('x', at, at + marker.length);
+    writeFileSync(copy, bytes, { mode: 0o755 });
+    const j = JSON.parse((await phos(['doctor', '--json'], { PHOS_CRIU: copy })).stdout) as DoctorJson;
+    expect(j.checks.find((c) => c.name === 'criu')).toMatchObject({ status: 'warn', detail: expect.stringMatching(/without phos's restore patch/), fix: expect.stringMatching(/restore-thp-fill\.patch/) });
   });
 
   it('rejects unknown options with a usage error', async () => {

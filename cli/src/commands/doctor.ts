@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PhosError } from '../../../proto/src/index.ts';
-import { CRIU_KDAT_DIR, CRIU_MIN_VERSION, criuBinary, parseCriuVersion } from '../../../common/src/index.ts';
+import { CRIU_KDAT_DIR, CRIU_MIN_VERSION, CRIU_THP_PATCH_MARKER, criuBinary, parseCriuVersion } from '../../../common/src/index.ts';
 import { formatBytes, renderTable } from '../output.ts';
 
 export const DOCTOR_HELP = `usage: phos doctor [--json]
@@ -54,18 +54,30 @@ async function checkCriu(): Promise<Check> {
     const why = c.out.split('\n').filter((l) => /Error|error|fail/.test(l)).slice(0, 2).join('; ') || c.out.trim().slice(0, 200);
     return { name: 'criu', status: 'fail', detail: `criu ${version}: 'criu check' failed: ${why}`, fix: `run '${bin} check' to see every problem; ${INSTALL} rebuilds CRIU` };
   }
-  const cache = kdatCache(bin);
+  const image = binaryBytes(bin);
+  const cache = kdatCache(image);
   if (!cache) return { name: 'criu', status: 'warn', detail: `criu ${version} (${bin}), criu check: looks good; it re-probes the kernel on every dump and restore (~40 ms of the app's stall each): its cache folder /run is not tmpfs`, fix: `${INSTALL} rebuilds it with the cache in ${CRIU_KDAT_DIR}` };
-  return { name: 'criu', status: 'ok', detail: `criu ${version} (${bin}), criu check: looks good, kernel-probe cache in ${cache}` };
+  if (!image?.includes(CRIU_THP_PATCH_MARKER)) {
+    return { name: 'criu', status: 'warn', detail: `criu ${version} (${bin}), criu check: looks good; built without phos's restore patch: a restore faults anonymous memory in 4 KiB pages (a 0.7 GB PyTorch image restored in 0.53 s instead of 0.38 s on an H200 host)`, fix: `${INSTALL} rebuilds it with deploy/criu/restore-thp-fill.patch` };
+  }
+  return { name: 'criu', status: 'ok', detail: `criu ${version} (${bin}), criu check: looks good, kernel-probe cache in ${cache}, phos's restore patch in` };
+}
+
+/** The criu executable's bytes (bin is a path or a name on PATH), or null if it cannot be read. */
+function binaryBytes(bin: string): Buffer | null {
+  try {
+    const path = bin.includes('/') ? bin : (process.env.PATH ?? '').split(':').map((d) => join(d, bin)).find((p) => existsSync(p));
+    return path ? readFileSync(path) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Where criu keeps its kernel-probe cache (only on tmpfs): ours (CRIU_KDAT_DIR), /run where tmpfs, else null. */
-function kdatCache(bin: string): string | null {
+function kdatCache(image: Buffer | null): string | null {
   const TMPFS_MAGIC = 0x01021994;
+  if (image?.includes(`${CRIU_KDAT_DIR}/criu.kdat`)) return CRIU_KDAT_DIR;
   try {
-    const path = bin.includes('/') ? bin : (process.env.PATH ?? '').split(':').map((d) => join(d, bin)).find((p) => existsSync(p));
-    if (!path) return null;
-    if (readFileSync(path).includes(`${CRIU_KDAT_DIR}/criu.kdat`)) return CRIU_KDAT_DIR;
     return statfsSync('/run').type === TMPFS_MAGIC ? '/run' : null;
   } catch {
     return null;
