@@ -30,6 +30,9 @@ const ORPHAN_SWEEP_MS = 2000;
 /** How many pids of the range a start tries when another fork takes the chosen one first. */
 const START_ATTEMPTS = 8;
 
+/** Polls (200 ms apart) a zombie our waitpid cannot reap before its exit status counts as unknown. */
+const ZOMBIE_TICKS = 25;
+
 export class ProcessRegistry {
   private readonly records = new Map<number, ProcessRecord>();
   private cursor: number;
@@ -181,15 +184,20 @@ export class ProcessRegistry {
 
   /** Polls /proc for a process the agent did not fork (restored by CRIU). */
   watch(pid: number): void {
+    let zombieTicks = 0;
     const t = setInterval(() => {
       const done = (code: number | null) => { clearInterval(t); this.pollers.delete(pid); this.ended(pid, code); };
       // Looked at before waitpid: a process that ends between the two is reaped on the next tick, not
       // taken for someone else's child (that race once reported a clean exit as status unknown).
-      const gone = !existsSync(`/proc/${pid}`) || /\) Z /.test(safeStat(pid));
+      const vanished = !existsSync(`/proc/${pid}`);
+      const zombie = !vanished && /\) Z /.test(safeStat(pid));
       const r = this.reaper ? pccl.reap(pid) : null;
       if (r) done(r.code ?? 128 + (r.signal ?? 0));
       // Not our child (no subreaper, or the agent restarted): its status is unknown, only that it ended.
-      else if (gone) done(null);
+      else if (vanished || (zombie && !this.reaper)) done(null);
+      // A zombie leader whose other threads are still exiting cannot be reaped yet (waitpid says 0): wait
+      // for them, and give up on the status only if it stays unreapable for a few seconds (not our child).
+      else if (zombie && ++zombieTicks >= ZOMBIE_TICKS) done(null);
     }, 200);
     t.unref();
     this.pollers.set(pid, t);
