@@ -1,6 +1,6 @@
 // The node agent: wires the libphos socket, the keeper, the process registry and the control socket,
 // and answers the CLI's verbs. Standalone (no NATS) for everything local to one node.
-import { criuVersion } from './criu.ts';
+import { criuVersion, primeCriuCache } from './criu.ts';
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import type { Logger } from '../../../common/src/index.ts';
 import { PROTO_VERSION, PhosError, type ControlRequest, type ProcessInfo } from '../../../proto/src/index.ts';
@@ -41,6 +41,7 @@ export class Agent {
     // first restore's downtime (a migration target's restore waited for it).
     void this.keeper.agentGpus();
     criuVersion({ bin: o.criu ?? undefined }).catch(() => undefined); // checked again (and reported) when used
+    void primeCriuCache({ bin: o.criu ?? undefined }).then((made) => { if (made) log.info('criu kernel-probe cache written'); }, () => undefined);
     this.registry = new ProcessRegistry(o, log.child({ component: 'registry' }));
     this.registry.becomeReaper();
     this.registry.onEnded = (pid) => {

@@ -1,5 +1,5 @@
 // node-agent: one per GPU node; drives libphos, the keeper, the driver checkpoint API and CRIU.
-export { criuDump, criuRestore, criuVersion, criuBinary, criuLogReason, type DumpOptions, type RestoreOptions, type CriuOptions } from './criu.ts';
+export { criuDump, criuRestore, criuVersion, primeCriuCache, criuBinary, criuLogReason, type DumpOptions, type RestoreOptions, type CriuOptions } from './criu.ts';
 export { trimZeroPages, type ZeroTrim } from './criu-zero.ts';
 export { launch, type LaunchOptions, type Launched } from './launcher.ts';
 export { Agent } from './agent.ts';
