@@ -116,6 +116,12 @@ export function render(): { md: string; png: Buffer | null } {
     judged.rows.map((p) => `${p.gib} GiB ${target(p.restoreToRunningMs, 1000)}`).join(', ') + '.',
     `(Runs judged: ${judged.rows.map((p) => `${p.gib} GiB ${fromRun(p.gib)}`).join(', ')}.)`, '', ...plot.md);
   out.push(...torchSection(torch, '## A PyTorch training loop (small transformer + AdamW, `test/gpu/torch/train_loop.py`)', '`bash bench/gpu/run.sh torch`', load<TorchDoc & { criuZeroPageBytes: number }>('gpu-torch-zeros')));
+  const prime = load<TorchDoc & { note?: string }>('gpu-torch-prime');
+  if (prime) {
+    // One run on a fresh machine since the agent primes CRIU's kernel-probe cache at start.
+    out.push(`Since ${prime.commit}, the agent writes CRIU's kernel-probe cache at start; the first run on a fresh machine (${prime.note ?? 'one run'}): ` +
+      `pre-dump stall ${s(prime.preDump.stallMs)}, app's gap over the pre-dump ${s(prime.preDumpStepGapMs)}, restore-to-running ${s(prime.restoreToRunningMs)}, checksum ${prime.match ? 'equal' : 'DIFFERENT'} (\`bench/results/gpu-torch-prime.json\`).`, '');
+  }
   const llama = load<TorchDoc>('gpu-llama');
   const migrate = load<MigrateDoc>('gpu-migrate');
   const steps = load<StepsDoc>('gpu-migrate-steps');
