@@ -1,11 +1,11 @@
 // phos's CRIU patch (deploy/criu/restore-thp-fill.patch): a restore reads a dense anonymous VMA into
 // transparent huge pages and leaves it MADV_NOHUGEPAGE ("nh"); a sparse one stays as it was. Under a THP
 // mode other than "madvise" the patch must change nothing. Either way the memory comes back bit-exact.
-import { afterEach, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { criuDump, criuRestore, launch } from '../../services/node-agent/src/index.ts';
+import { scratch } from '../helpers/scratch.ts';
 
 // A 48 MiB private anonymous buffer full of random bytes (dense), a 64 MiB one with one page touched
 // (sparse; MAP_NORESERVE so that the kernel does not merge the two into one VMA); SIGUSR1 prints the dense one's hash again.
@@ -43,22 +43,16 @@ async function line(log: string, prefix: string): Promise<string[]> {
   throw new Error(`no '${prefix}' line in ${log}: ${readFileSync(log, 'utf8')}`);
 }
 
-const dirs: string[] = [];
-const pids: number[] = [];
-afterEach(() => {
-  for (const p of pids.splice(0)) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tracked = scratch();
 
 describe('CRIU restore with phos huge-page fill', () => {
   it('restores a dense anonymous VMA into huge pages (THP "madvise"), leaves a sparse one alone, and the bytes are exact', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'phos-thp-'));
-    dirs.push(dir);
+    const dir = tracked.dir('phos-thp-');
     const script = join(dir, 'app.py');
     const log = join(dir, 'app.log');
     writeFileSync(script, APP);
     const app = launch({ argv: ['python3', script], logPath: log });
-    pids.push(app.pid);
+    tracked.pid(app.pid);
     const [, hash, dense, sparse] = await line(log, 'ready ');
     const img = join(dir, 'img');
     mkdirSync(img);
@@ -66,7 +60,7 @@ describe('CRIU restore with phos huge-page fill', () => {
     await app.exited;
 
     const { pid } = await criuRestore({ dir: img });
-    pids.push(pid);
+    tracked.pid(pid);
     expect(pid).toBe(app.pid);
     const d = vmaAt(pid, Number(dense));
     const s = vmaAt(pid, Number(sparse));

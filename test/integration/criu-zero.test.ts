@@ -2,11 +2,11 @@
 // zero pages (present, so CRIU dumps them) and 8 MiB of data with one zero page inside. The trimmed image
 // is at least those 32 MiB smaller, and CRIU restores it: the process goes on with its data's digest and
 // its zeros unchanged.
-import { afterEach, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { expect, it } from 'vitest';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { criuDump, criuRestore, launch, trimZeroPages } from '../../services/node-agent/src/index.ts';
+import { scratch } from '../helpers/scratch.ts';
 
 const APP = `
 import hashlib, os, sys, time
@@ -21,12 +21,7 @@ while True:
     print("tick", hashlib.sha256(a).hexdigest()[:16], z.count(0) == len(z), flush=True)
 `;
 
-const dirs: string[] = [];
-const pids: number[] = [];
-afterEach(() => {
-  for (const p of pids.splice(0)) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tracked = scratch();
 
 async function lines(log: string, pred: (ls: string[]) => boolean, ms = 20_000): Promise<string[]> {
   for (const end = Date.now() + ms; ;) {
@@ -38,12 +33,11 @@ async function lines(log: string, pred: (ls: string[]) => boolean, ms = 20_000):
 }
 
 it('leaves written zero pages of anonymous memory out of a CRIU image; the image still restores exactly', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'phos-zero-'));
-  dirs.push(dir);
+  const dir = tracked.dir('phos-zero-');
   const log = join(dir, 'app.log');
   const img = join(dir, 'img');
   const app = launch({ argv: ['python3', '-c', APP], logPath: log });
-  pids.push(app.pid);
+  tracked.pid(app.pid);
   const ready = (await lines(log, (ls) => ls.some((l) => l.startsWith('ready'))))[0]!.split(' ')[1]!;
   mkdirSync(img);
   await criuDump({ pid: app.pid, dir: img });

@@ -1,12 +1,11 @@
 // CRIU dumps and restores a process running a workload on cudasim, with the driver checkpoint API moving
 // its device memory into host memory first (the cuda-checkpoint + CRIU flow), and it continues bit-exact.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { criuDump, criuRestore, launch } from '../../services/node-agent/src/index.ts';
 import { CKPT_CTL, cudasimEnv } from '../helpers/paths.ts';
+import { scratch } from '../helpers/scratch.ts';
 import { assertContinuous, referenceChecksum, waitForLog, workloadPath, WORKLOADS, type Workload } from '../helpers/workload.ts';
 
 interface CtlResult { action: string; ok: boolean; error: string; ms: number; state?: string }
@@ -26,22 +25,16 @@ const ARGS: Record<Workload, string[]> = {
   'ptr-chase': ['--steps', '60', '--step-ms', '25'],
 };
 
-const dirs: string[] = [];
-const pids: number[] = [];
-afterEach(() => {
-  for (const p of pids.splice(0)) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tracked = scratch();
 
 describe('CRIU on cudasim', () => {
   it.each(WORKLOADS)('%s: driver checkpoint + CRIU dump, kill, CRIU restore + driver restore -> continues bit-exact', async (name) => {
-    const dir = mkdtempSync(join(tmpdir(), `phos-cr-${name}-`));
-    dirs.push(dir);
+    const dir = tracked.dir(`phos-cr-${name}-`);
     const log = join(dir, 'app.log');
     const args = ARGS[name];
     const expected = referenceChecksum(name, args);
     const app = launch({ argv: [workloadPath(name), ...args], env: cudasimEnv(), logPath: log });
-    pids.push(app.pid);
+    tracked.pid(app.pid);
     await waitForLog(log, (l) => l.steps.length >= 10);
 
     const suspend = await ckptCtl('suspend', app.pid);
@@ -53,7 +46,7 @@ describe('CRIU on cudasim', () => {
     const stepsAtDump = (await waitForLog(log, () => true)).steps.length;
 
     const { pid } = await criuRestore({ dir });
-    pids.push(pid);
+    tracked.pid(pid);
     expect(pid).toBe(app.pid);
     expect((await ckptCtl('state', pid))[0]).toMatchObject({ ok: true, state: 'checkpointed' });
     const resume = await ckptCtl('resume', pid);

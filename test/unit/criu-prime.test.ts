@@ -2,13 +2,15 @@
 // restore after a boot does not probe the kernel inside the app's stall. A stand-in criu records how it
 // was called and writes the cache file the way `criu check` does.
 import { expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { primeCriuCache } from '../../services/node-agent/src/index.ts';
+import { scratch } from '../helpers/scratch.ts';
+
+const tracked = scratch();
 
 it('runs criu check when the kernel-probe cache is missing, and not again once it is there', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'phos-prime-'));
+  const dir = tracked.dir('phos-prime-');
   const cache = join(dir, 'criu.kdat');
   const calls = join(dir, 'calls');
   const fake = join(dir, 'criu');

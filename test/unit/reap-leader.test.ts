@@ -4,12 +4,13 @@
 // Here such a process is made the registry's the way CRIU's are: a child whose parent exits, under a pid
 // the registry adopted beforehand (clone3 with set_tid).
 import { afterEach, expect, it } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger } from '../../common/src/index.ts';
 import { compileAgentOptions, ProcessRegistry } from '../../services/node-agent/src/index.ts';
+import { runCommand } from '../helpers/run.ts';
+import { scratch } from '../helpers/scratch.ts';
 
 // argv[1]: the pid to create. The child's main thread exits at once; a second thread exits the process
 // with status 7 after 1.5 s, so the leader stays an unreapable zombie that long.
@@ -42,13 +43,15 @@ int main(int argc, char **argv) {
 `;
 
 const PID = 29950;
+const tracked = scratch();
 let registry: ProcessRegistry | null = null;
 afterEach(() => { registry?.stop(); registry = null; });
 
 it.runIf(process.getuid?.() === 0)('a restored process whose main thread ends first is reaped with its exit status, not reported unknown', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'phos-reap-'));
+  const dir = tracked.dir('phos-reap-');
   writeFileSync(join(dir, 'leader.c'), HELPER);
-  execFileSync('cc', ['-O1', '-pthread', '-o', join(dir, 'leader'), join(dir, 'leader.c')]);
+  const cc = await runCommand('cc', ['-O1', '-pthread', '-o', join(dir, 'leader'), join(dir, 'leader.c')], { timeoutMs: 60_000 });
+  expect(cc.ok, cc.out).toBe(true);
   expect(existsSync(`/proc/${PID}`), `pid ${PID} is taken on this machine`).toBe(false);
 
   const o = compileAgentOptions({ stateDir: dir, pidRange: '29940-29959' });
