@@ -341,26 +341,36 @@ function pcclHelperSection(current: PcclDoc | null, forced: (PcclDoc | null)[]):
     'Above 100 %: the helpers give pccl a second core per stream end, which one raw TCP stream does not use.', ''];
 }
 
+/**
+ * pccl runs of several device calls, one row per stream count: each call's MB/s and ratio, their median
+ * ratio, and an extra column if given; then the target line judged on that median.
+ */
+function pcclCallTable(runs: PcclDoc[], pct: (ratio: number | undefined) => string, extra?: { head: string; cell: (streams: number) => string }): string[] {
+  const ratios = (n: number) => runs.map((x) => x.results.find((r) => r.streams === n)?.ratio).filter((v): v is number => v !== undefined);
+  const streams = runs[0]!.results.map((r) => r.streams);
+  return [
+    `| streams | pccl MB/s (per call) | raw TCP MB/s (per call) | pccl / raw (per call) | median pccl / raw |${extra ? ` ${extra.head} |` : ''}`,
+    `|---:|---:|---:|---:|---:|${extra ? '---:|' : ''}`,
+    ...streams.map((n) => {
+      const per = runs.map((x) => x.results.find((r) => r.streams === n));
+      return `| ${n} | ${per.map((r) => r?.pccl.mbPerSec ?? '-').join(' / ')} | ${per.map((r) => r?.raw.mbPerSec ?? '-').join(' / ')} | ${per.map((r) => pct(r?.ratio)).join(' / ')} | ${(med(ratios(n)) * 100).toFixed(1)} % |${extra ? ` ${extra.cell(n)} |` : ''}`;
+    }), '',
+    `Target ≥ 90 % (median over the calls) — ${streams.map((n) => `${n} stream${n > 1 ? 's' : ''} ${med(ratios(n)) >= 0.9 ? 'met' : 'missed'}`).join(', ')}.`,
+  ];
+}
+
 /** pccl with 1 GiB per transfer and 5 transfers per call (bench/pccl.ts since 5cbf093), judged on the median over the calls. */
 function pcclLongSection(calls: (PcclDoc | null)[], forced: PcclDoc | null): string[] {
   const runs = calls.filter((d): d is PcclDoc => d !== null);
   if (!runs.length) return [];
   const d = runs[0]!;
   const pct = (r: number | undefined) => (r === undefined ? '-' : `${(r * 100).toFixed(1)} %`);
-  const ratios = (n: number) => runs.map((x) => x.results.find((r) => r.streams === n)?.ratio).filter((v): v is number => v !== undefined);
-  const streams = d.results.map((r) => r.streams);
   return ['### Since 5cbf093: 1 GiB per transfer', '',
     'At 8 streams a 256 MiB transfer took 20 ms on the GPU machine, short enough that its fixed costs moved the ratio by ±10 %',
     `between calls. The bench now moves 1 GiB per transfer, 5 transfers per call (median). ${d.machine.nproc} CPUs (${d.machine.cpu}), ${d.date.slice(0, 10)}, ` +
     `${runs.length} device calls with the default (helpers when 4 × streams ≤ CPUs)${forced ? ', and one with helpers forced on' : ''}` +
     ' (`bench/results/gpu-pccl-g*.json`):', '',
-    `| streams | pccl MB/s (per call) | raw TCP MB/s (per call) | pccl / raw (per call) | median |${forced ? ' helpers forced |' : ''}`,
-    `|---:|---:|---:|---:|---:|${forced ? '---:|' : ''}`,
-    ...streams.map((n) => {
-      const per = runs.map((x) => x.results.find((r) => r.streams === n));
-      return `| ${n} | ${per.map((r) => r?.pccl.mbPerSec ?? '-').join(' / ')} | ${per.map((r) => r?.raw.mbPerSec ?? '-').join(' / ')} | ${per.map((r) => pct(r?.ratio)).join(' / ')} | ${pct(med(ratios(n)))} |${forced ? ` ${pct(forced.results.find((r) => r.streams === n)?.ratio)} |` : ''}`;
-    }), '',
-    `Target ≥ 90 % (median over the calls) — ${streams.map((n) => `${n} stream${n > 1 ? 's' : ''} ${med(ratios(n)) >= 0.9 ? 'met' : 'missed'}`).join(', ')}.`,
+    ...pcclCallTable(runs, pct, forced ? { head: 'helpers forced', cell: (n) => pct(forced.results.find((r) => r.streams === n)?.ratio) } : undefined),
     'Both ends share the one machine\'s 16 CPUs: at 8 streams raw TCP alone keeps 16 threads busy, so every cycle pccl spends',
     'on hashing and acknowledging comes out of the throughput; helper threads (forced) do not help there.', ''];
 }
@@ -379,18 +389,9 @@ function pcclSection(gpuRuns: (PcclDoc | null)[], before: PcclDoc | null, here: 
   const pct = (r: number | undefined) => (r === undefined ? '-' : `${(r * 100).toFixed(0)} %`);
   if (runs.length) {
     const d = runs[0]!;
-    const streams = d.results.map((r) => r.streams);
-    const ratios = (n: number) => runs.map((x) => x.results.find((r) => r.streams === n)?.ratio).filter((v): v is number => v !== undefined);
     out.push(`${d.machine.nproc} CPUs (${d.machine.cpu}), kernel ${d.machine.kernel}, ${d.date.slice(0, 10)}, ${runs.length} device calls` +
       (before ? `; the v1 transport (hash in the header, scalar hash) ran in the same session with the first call's \`PHOS_PCCL_ADDON\`` : '') + ':', '',
-      `| streams | pccl MB/s (per call) | raw TCP MB/s (per call) | pccl / raw (per call) | median pccl / raw |${before ? ' v1 pccl / raw |' : ''}`,
-      `|---:|---:|---:|---:|---:|${before ? '---:|' : ''}`,
-      ...streams.map((n) => {
-        const per = runs.map((x) => x.results.find((r) => r.streams === n));
-        const v1 = before?.results.find((r) => r.streams === n);
-        return `| ${n} | ${per.map((r) => r?.pccl.mbPerSec ?? '-').join(' / ')} | ${per.map((r) => r?.raw.mbPerSec ?? '-').join(' / ')} | ${per.map((r) => pct(r?.ratio)).join(' / ')} | ${(med(ratios(n)) * 100).toFixed(1)} % |${before ? ` ${pct(v1?.ratio)} |` : ''}`;
-      }), '',
-      `Target ≥ 90 % (median over the calls) — ${streams.map((n) => `${n} stream${n > 1 ? 's' : ''} ${med(ratios(n)) >= 0.9 ? 'met' : 'missed'}`).join(', ')}.`,
+      ...pcclCallTable(runs, pct, before ? { head: 'v1 pccl / raw', cell: (n) => pct(before.results.find((r) => r.streams === n)?.ratio) } : undefined),
       'Above 100 %: the raw baseline sends each stream\'s share with one large send(); pccl\'s 256 KiB pieces with MSG_MORE', 'sometimes move faster on this machine. Each call got a fresh machine; the transport did not change between the calls',
       'but for a refactor of the receive loop (353b951: the same reads and hashes on host mappings) before calls 4 and 5.', '');
   }
