@@ -3,6 +3,8 @@
 # (-v4 writes a line per page-pipe buffer; the agent runs -v3) and into /dev/shm or a huge-page tmpfs
 # (PHOS_CRIU_SPEED_HUGE=1; needs root). Three runs each; prints one line per run.
 #   here: bash bench/gpu/pack.sh     GPU machine: bash bench/gpu/criu-speed.sh
+# It runs on any machine with criu: PHOS_CRIU names the binary (an A/B of phos's CRIU patch: the one
+# deploy/install.sh built against the same source built without deploy/criu/*.patch); dev VMs need CRIU_FAULT=130.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 C=${PHOS_CRIU:-$CARRY/criu/criu-wrap}
